@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[demo,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[demo,lab,dev]'
 	touch $(STAMP)
 
 # Build the embedded demo dataset, then execute every numbered notebook in the `demo` profile.

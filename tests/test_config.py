@@ -1,0 +1,54 @@
+"""Profiles and paths: one switch picks sizes, and smoke runs never write into the demo's folders."""
+
+from pathlib import Path
+
+import pytest
+
+from detectlib import config
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(config.PROFILE_ENV, "full")
+    assert config.get_profile().name == "full"
+    monkeypatch.delenv(config.PROFILE_ENV)
+    assert config.get_profile().name == config.DEFAULT_PROFILE == "demo"
+
+
+def test_unknown_profile_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(config.PROFILE_ENV, "huge")
+    with pytest.raises(ValueError, match="unknown profile 'huge'.*smoke, demo, full"):
+        config.get_profile()
+
+
+def test_overrides_replace_fields_without_touching_the_registry():
+    prof = config.get_profile("smoke", epochs=7)
+    assert prof.epochs == 7 and config.PROFILES["smoke"].epochs != 7
+
+
+def test_profiles_grow_from_smoke_to_full():
+    smoke, demo, full = (config.get_profile(n) for n in ("smoke", "demo", "full"))
+    assert smoke.img_size < demo.img_size < full.img_size == 224
+    assert full.convnext_model == "convnext_tiny" and full.convnext_pretrained
+    assert full.encoder == "openai/clip-vit-large-patch14"
+    assert demo.encoder == "timm:tf_efficientnet_lite0"
+
+
+def test_smoke_paths_live_apart_from_demo_paths(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "detectlib"\n')
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.delenv(config.ROOT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path / "notebooks")  # notebooks run from notebooks/: paths still use the project root
+    demo = config.get_paths("demo")
+    smoke = config.get_paths("smoke")
+    assert demo.root == tmp_path.resolve()
+    assert demo.raw == tmp_path.resolve() / "data" / "raw"
+    assert demo.figures == tmp_path.resolve() / "figures"
+    assert smoke.raw == tmp_path.resolve() / ".smoke" / "data" / "raw"
+    assert not set(Path(p).as_posix() for p in vars(smoke).values() if p != smoke.root) & set(
+        Path(p).as_posix() for p in vars(demo).values()
+    )
+
+
+def test_root_env_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.ROOT_ENV, str(tmp_path))
+    assert config.get_paths("demo").models == tmp_path.resolve() / "models" / "saved_models"

@@ -1,0 +1,80 @@
+"""Repository conventions a reader relies on: stripped notebooks, one import line, two commands, one package list."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_the_five_lessons_exist():
+    assert [p.stem for p in LESSONS] == [
+        "01_build_dataset", "02_train_convnext", "03_train_clip_head", "04_evaluate", "05_gradcam_explorer",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_stripped_with_the_python3_kernel(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name} has outputs"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lessons_open_with_goals_import_detectlib_once_and_end_with_try_this(path):
+    cells = _cells(path)
+    assert "What you will learn" in _source(cells[0])
+    code = [_source(c) for c in cells if c["cell_type"] == "code"]
+    imports = [line for src in code for line in src.splitlines() if re.match(r"\s*(import|from) detectlib", line)]
+    assert imports == ["import detectlib as dl"], f"{path.name}: one import line, got {imports}"
+    assert "Try this" in _source(cells[-1])
+
+
+def _pyproject_packages() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    names = project["dependencies"] + extras["demo"] + extras["lab"]
+    return {re.split(r"[<>=\[; ]", n)[0].lower() for n in names}
+
+
+def _environment_packages() -> set[str]:
+    conda_to_pip = {"pytorch": "torch"}
+    names = set()
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("dependencies:", 1)[1].splitlines():
+        m = re.match(r"\s+- ([A-Za-z0-9_.-]+)", line)
+        if m and m.group(1) not in {"python", "pip", "-e"}:
+            names.add(conda_to_pip.get(m.group(1).lower(), m.group(1).lower()))
+    return names
+
+
+def test_environment_yml_and_pyproject_list_the_same_packages():
+    assert _environment_packages() == _pyproject_packages()
+
+
+def test_torch_is_pinned_only_in_the_constraints_file():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch" in deps and "torchvision" in deps  # bare names: users and Colab keep their torch
+    pins = (ROOT / "constraints.txt").read_text()
+    assert re.search(r"^torch==", pins, re.M) and re.search(r"^torchvision==", pins, re.M)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
