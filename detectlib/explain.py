@@ -1,0 +1,489 @@
+"""Grad-CAM written by hand: where in the image does a detector find its evidence?
+
+Introduced in notebook 05. Grad-CAM needs two tensors from one layer of the network:
+
+* the layer's activations ``A`` (channels x grid), caught by a *forward hook* as the image flows through;
+* the gradients ``dY/dA`` of the target score ``Y`` (the ``ai`` logit) with respect to them, caught by a
+  *backward hook* on ``A`` when ``Y`` is back-propagated.
+
+Each channel's weight is its gradient averaged over the grid ("how much does more of this channel raise Y?"); the
+heatmap is the ReLU of the channel-weighted sum of activations, min-max normalised, upsampled to the input
+size and normalised again (as pytorch-grad-cam does, so the two agree). Works for any named layer of a timm
+model (ConvNeXt, EfficientNet) and for the CLIP ViT, whose tokens (without CLS) are reshaped to the patch grid.
+A frozen encoder gives no gradients by itself: the hooked activation is made to require grad.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .config import AI_INDEX, CLASSES, Profile, get_paths, get_profile
+
+DEFAULT_CONVNEXT_LAYER = "stages.2.blocks.4.conv_dw"  # the reference's recommendation (§6)
+CONVNEXT_MARKER = "stages.2.blocks.0.conv_dw"  # present in every timm ConvNeXt
+VIT_MARKER = "encoder.layers.0.layer_norm1"  # present in every transformers CLIP vision model
+
+
+class LayerError(ValueError):
+    """A layer name the model does not have; the message lists the names it does have."""
+
+
+# ---------------------------------------------------------------------------------------------- layers
+
+
+def available_layers(model: nn.Module) -> list[str]:
+    """Every named submodule, in forward order: what ``--target_layer`` accepts (listed in error messages)."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def suggested_layers(model: nn.Module) -> list[str]:
+    """The layers worth comparing, shallow to deep: each ConvNeXt block's depthwise conv, each ViT layer's
+    first LayerNorm, else timm's feature stages. Used by the layer dropdown and the layer-by-layer grid."""
+    names = available_layers(model)
+    if CONVNEXT_MARKER in names:
+        return [n for n in names if n.startswith("stages.") and n.endswith(".conv_dw")]
+    if VIT_MARKER in names:
+        return [n for n in names if n.startswith("encoder.layers.") and n.endswith(".layer_norm1")]
+    info = getattr(model, "feature_info", None)
+    if info:
+        return [stage["module"] for stage in info]
+    raise LayerError(f"no default layers known for {type(model).__name__}; pick one of: {', '.join(names)}")
+
+
+def default_layer(model: nn.Module) -> tuple[str, str | None]:
+    """The layer to explain when none is named, and a note when it is not the reference's default.
+
+    ConvNeXt: ``stages.2.blocks.4.conv_dw``, else (a smaller ConvNeXt) the last block of stage 2. CLIP ViT: the
+    last layer's ``layer_norm1`` (the last layer's *output* gets no gradient on patch tokens: only CLS is read).
+    Other timm models (EfficientNet): the deepest feature stage.
+    """
+    names = available_layers(model)
+    if CONVNEXT_MARKER in names:
+        if DEFAULT_CONVNEXT_LAYER in names:
+            return DEFAULT_CONVNEXT_LAYER, None
+        last = len(model.stages[2].blocks) - 1
+        fallback = f"stages.2.blocks.{last}.conv_dw"
+        return fallback, f"{DEFAULT_CONVNEXT_LAYER} is absent in this smaller ConvNeXt; using {fallback}"
+    return suggested_layers(model)[-1], None
+
+
+def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module, str | None]:
+    """``(name, module, note)`` for a layer name (``None``: the default); an unknown name lists the valid ones."""
+    note = None
+    if name is None:
+        name, note = default_layer(model)
+    modules = dict(model.named_modules())
+    if not name or name not in modules:
+        raise LayerError(f"unknown layer {name!r}; available layers: {', '.join(available_layers(model))}")
+    return name, modules[name], note
+
+
+# -------------------------------------------------------------------------------------------- Grad-CAM
+
+
+def tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """ViT tokens ``(B, 1 + h*w, D)`` -> ``(B, D, h, w)``: drop the CLS token, lay patches out row by row.
+    A 4-D conv map passes through unchanged."""
+    if tokens.ndim == 4:
+        return tokens
+    n = tokens.shape[1]
+    side = math.isqrt(n - 1)
+    if side * side == n - 1:
+        tokens = tokens[:, 1:]
+    else:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"cannot lay {n} tokens out on a square grid (with or without a CLS token)")
+    return tokens.reshape(tokens.shape[0], side, side, tokens.shape[2]).permute(0, 3, 1, 2)
+
+
+def normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max each map of a ``(B, H, W)`` batch to [0, 1]; a flat map becomes zeros.
+
+    Scale-free on purpose: a random-init ConvNeXt (layer scale 1e-6) gives CAM values near 1e-8, which a fixed
+    epsilon such as pytorch-grad-cam's 1e-7 would squash.
+    """
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    span = maps.amax(dim=(1, 2), keepdim=True) - low
+    return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
+
+
+@dataclass
+class CamResult:
+    """What one Grad-CAM pass computed, kept so notebook 05 can show every step."""
+
+    cam: torch.Tensor  # (B, H, W) in [0, 1] at the input size: the heatmap
+    raw: torch.Tensor  # (B, h, w) ReLU of the weighted sum, before normalising
+    activations: torch.Tensor  # A: (B, C, h, w)
+    gradients: torch.Tensor  # dY/dA: (B, C, h, w)
+    weights: torch.Tensor  # (B, C): gradients averaged over the grid
+    outputs: torch.Tensor  # the model's raw output for the batch
+    score: torch.Tensor  # (B,) the target Y that was back-propagated
+
+
+def grad_cam(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    layer: nn.Module,
+    inputs: torch.Tensor,
+    target: Callable[[torch.Tensor], torch.Tensor],
+) -> CamResult:
+    """Grad-CAM of ``target(forward(inputs))`` (one score per image) at ``layer``, with two hooks.
+
+    ``forward`` is the whole network (a model, or ``CamModel.scores``); ``layer`` any module it runs, whose output
+    is a conv map ``(B, C, h, w)`` or ViT tokens ``(B, 1 + h*w, D)``. Must not run under ``torch.inference_mode``:
+    gradients are the point (``torch.no_grad`` around it is overridden).
+    """
+    caught: dict[str, torch.Tensor] = {}
+
+    def keep_gradient(grad: torch.Tensor) -> None:  # backward hook on A
+        caught["gradients"] = grad.detach()
+
+    def keep_activation(module: nn.Module, args: tuple, output):  # forward hook on the layer
+        act = output[0] if isinstance(output, tuple) else output  # older transformers layers return tuples
+        if not act.requires_grad:  # frozen encoder: start the graph here so dY/dA exists
+            act = act.detach().requires_grad_(True)
+            output = (act, *output[1:]) if isinstance(output, tuple) else act
+        act.register_hook(keep_gradient)
+        caught["activations"] = act
+        return output
+
+    handle = layer.register_forward_hook(keep_activation)
+    try:
+        with torch.enable_grad():
+            outputs = forward(inputs)
+            score = target(outputs)
+            score.sum().backward(inputs=[caught["activations"]])  # only dY/dA: parameters' .grad stay untouched
+    finally:
+        handle.remove()
+    activations = tokens_to_grid(caught["activations"].detach())
+    gradients = tokens_to_grid(caught["gradients"])
+    weights = gradients.mean(dim=(2, 3))
+    raw = torch.relu((weights[:, :, None, None] * activations).sum(dim=1))
+    upsampled = nn.functional.interpolate(normalise(raw)[:, None], size=inputs.shape[-2:], mode="bilinear",
+                                          align_corners=False)[:, 0]
+    return CamResult(normalise(upsampled), raw, activations, gradients, weights, outputs.detach(), score.detach())
+
+
+# ------------------------------------------------------------------------------------------ detectors
+
+
+def class_index(target: str) -> int:
+    """Column of ``target`` (``ai`` / ``nature``) in the class scores; anything else is a one-line error."""
+    if target not in CLASSES:
+        raise ValueError(f"unknown target class {target!r}; choose one of {', '.join(CLASSES)}")
+    return CLASSES.index(target)
+
+
+@dataclass(frozen=True)
+class CamModel:
+    """What Grad-CAM needs from either detector: where layer names live, and a forward pass to class scores.
+
+    ``scores`` maps a batch to ``(B, 2)`` class logits in ``CLASSES`` order. ConvNeXt: the model's two logits.
+    CLIP head: its one logit ``l`` (log-odds of *real*) as ``[-l, l]``, so the ``ai`` column is the log-odds of
+    ``ai``; layer names are those of the frozen encoder's model (CLIP ViT or timm).
+    """
+
+    kind: str
+    backbone: nn.Module
+    scores: Callable[[torch.Tensor], torch.Tensor]
+    transform: Callable[[Image.Image], torch.Tensor]
+
+    def probability(self, target: str = "ai") -> Callable[[torch.Tensor], torch.Tensor]:
+        """inputs -> p(target), on the scale of ``Detector.p_ai``: what the deletion check watches."""
+        index = class_index(target)
+        if self.kind == "clip_head":
+            return lambda x: torch.sigmoid(self.scores(x)[:, index])
+        return lambda x: self.scores(x).softmax(dim=1)[:, index]
+
+    def p_ai(self, scores: torch.Tensor) -> torch.Tensor:
+        """p(ai) from class scores already computed."""
+        if self.kind == "clip_head":
+            return torch.sigmoid(scores[:, AI_INDEX].float())
+        return scores.float().softmax(dim=1)[:, AI_INDEX]
+
+
+def _head_scores(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def scores(pixel_values: torch.Tensor) -> torch.Tensor:
+        logit = head.logit(pixel_values).reshape(-1, 1)
+        return torch.cat([-logit, logit], dim=1)
+
+    return scores
+
+
+def cam_model(detector) -> CamModel:
+    """Adapt a ``models.Detector`` (either kind) for Grad-CAM."""
+    if detector.kind == "clip_head":
+        head = detector.model
+        return CamModel("clip_head", head.encoder.model, _head_scores(head), detector.transform)
+    return CamModel(detector.kind, detector.model, detector.model, detector.transform)
+
+
+def model_view(image: Image.Image, kind: str) -> Image.Image:
+    """The part of ``image`` a detector sees, at full resolution: the whole image for ConvNeXt (it is resized
+    to a square), the central square for the CLIP head (both encoders resize the short side and centre-crop)."""
+    if kind != "clip_head" or image.width == image.height:
+        return image
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+@dataclass
+class Explanation:
+    """Heatmaps for a batch of images: the answer of ``explain``."""
+
+    images: list[Image.Image]  # the originals
+    inputs: torch.Tensor  # what the model saw, (B, C, H, W)
+    cams: np.ndarray  # (B, H, W) in [0, 1] at the model's input size
+    p_ai: np.ndarray  # (B,) the detector's p(ai)
+    layer: str
+    target: str
+    kind: str
+    note: str | None = None  # e.g. the ConvNeXt layer fallback
+    result: CamResult | None = field(default=None, repr=False)
+
+    def overlays(self, alpha: float = 0.45) -> list[Image.Image]:
+        """Each heatmap blended on the part of its original image the model saw (``model_view``)."""
+        return [overlay(model_view(image, self.kind), cam, alpha)
+                for image, cam in zip(self.images, self.cams, strict=True)]
+
+
+def explain(detector, images: Image.Image | Sequence[Image.Image], layer: str | None = None,
+            target: str = "ai") -> Explanation:
+    """Grad-CAM of ``target`` for PIL images with a loaded detector (either kind); ``layer=None`` picks the default.
+
+    The workhorse of notebook 05, the CLI and the probe widget.
+    """
+    model = detector if isinstance(detector, CamModel) else cam_model(detector)
+    images = [images] if isinstance(images, Image.Image) else list(images)
+    name, module, note = resolve_layer(model.backbone, layer)
+    device = next(model.backbone.parameters()).device
+    inputs = torch.stack([model.transform(im) for im in images]).to(device)
+    index = class_index(target)
+    result = grad_cam(model.scores, module, inputs, lambda scores: scores[:, index])
+    return Explanation(images, inputs.cpu(), result.cam.cpu().numpy(), model.p_ai(result.outputs).cpu().numpy(),
+                       name, target, model.kind, note, result)
+
+
+class _ScoresModule(nn.Module):
+    """A ``CamModel`` as the module pytorch-grad-cam expects: returns the ``(B, 2)`` class scores tensor. The
+    input is made to require grad so its hooks see gradients through a frozen encoder too."""
+
+    def __init__(self, model: CamModel):
+        super().__init__()
+        self.backbone, self.cam = model.backbone, model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cam.scores(x if x.requires_grad else x.detach().requires_grad_(True))
+
+
+CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "HiResCAM", "XGradCAM", "LayerCAM", "EigenCAM")
+
+
+def compare_cam_methods(detector, images: Sequence[Image.Image], layer: str | None = None, target: str = "ai",
+                        methods: Sequence[str] = CAM_METHODS) -> dict[str, np.ndarray]:
+    """``{method: (B, H, W) heatmaps}`` from pytorch-grad-cam's methods on the same layer and target, with this
+    module's hand-written Grad-CAM first as ``"ours"`` (notebook 05's side-by-side). Needs the ``grad-cam`` package.
+    """
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = detector if isinstance(detector, CamModel) else cam_model(detector)
+    ours = explain(model, images, layer, target)
+    module = dict(model.backbone.named_modules())[ours.layer]
+    wrapper = _ScoresModule(model).eval()
+    targets = [ClassifierOutputTarget(class_index(target))] * len(ours.images)
+    maps = {"ours": ours.cams}
+    for method in methods:
+        with getattr(pytorch_grad_cam, method)(wrapper, [module], reshape_transform=tokens_to_grid) as cam:
+            maps[method] = cam(ours.inputs.to(next(wrapper.parameters()).device), targets)
+    return maps
+
+
+def agreement(maps: dict[str, np.ndarray], reference: str = "ours") -> dict[str, float]:
+    """Mean Pearson correlation, over images, of each method's heatmaps with ``reference``'s (flat maps skipped):
+    how far the CAM variants of ``compare_cam_methods`` agree."""
+
+    def mean_r(a: np.ndarray, b: np.ndarray) -> float:
+        rs = [np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True) if x.std() and y.std()]
+        return float(np.mean(rs)) if rs else float("nan")
+
+    return {name: mean_r(maps[reference], cams) for name, cams in maps.items() if name != reference}
+
+
+# -------------------------------------------------------------------------------------------- overlays
+
+
+def heatmap_rgb(cam: np.ndarray) -> np.ndarray:
+    """A [0, 1] map as an RGB uint8 image through OpenCV's JET colour map (blue = cold, red = hot)."""
+    import cv2
+
+    jet = cv2.applyColorMap(np.uint8(np.clip(cam, 0.0, 1.0) * 255.0 + 0.5), cv2.COLORMAP_JET)
+    return cv2.cvtColor(jet, cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: Image.Image | np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The heatmap resized to the image (bilinear) and blended on it: ``alpha`` heatmap, ``1 - alpha`` image."""
+    import cv2
+
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
+    cam = cv2.resize(np.float32(cam), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    blended = cv2.addWeighted(heatmap_rgb(cam), alpha, rgb, 1.0 - alpha, 0.0)
+    return Image.fromarray(blended)
+
+
+# ---------------------------------------------------------------------------------------- faithfulness
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    """How much p(target) falls when the hottest ``k`` of the pixels is masked, against random regions.
+
+    A faithful heatmap points at evidence the model uses: ``drop_hot`` should exceed ``drop_random``.
+    """
+
+    k: float  # fraction of pixels masked
+    fill: str  # "mean" (the image's mean colour) or "blur" (a blurred copy)
+    p_original: float
+    p_hot: float  # p(target) with the hottest k masked
+    p_random: float  # mean p(target) over the random regions
+    random_drops: tuple[float, ...]  # one drop per random region
+
+    @property
+    def drop_hot(self) -> float:
+        return self.p_original - self.p_hot
+
+    @property
+    def drop_random(self) -> float:
+        return self.p_original - self.p_random
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"k": self.k, "fill": self.fill, "p_original": self.p_original, "p_hot": self.p_hot,
+                "p_random": self.p_random, "drop_hot": self.drop_hot, "drop_random": self.drop_random}
+
+
+def hottest_mask(cam: torch.Tensor, k: float) -> torch.Tensor:
+    """Boolean ``(H, W)`` mask of the ``round(k * H * W)`` hottest pixels of a heatmap."""
+    flat = cam.reshape(-1)
+    count = max(1, round(k * flat.numel()))
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.topk(count).indices] = True
+    return mask.reshape(cam.shape)
+
+
+def deletion_check(
+    probability: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    cam: np.ndarray | torch.Tensor,
+    k: float = 0.1,
+    draws: int = 8,
+    fill: str = "mean",
+    seed: int = 0,
+) -> DeletionResult:
+    """Mask the hottest ``k`` of one image's pixels, and ``draws`` random regions of the same shape and size.
+
+    A random region is the hot mask shifted (with wrap-around) by a random offset of a quarter to three quarters
+    of the image each way, so it has the same size and shape but sits elsewhere. ``probability`` maps a batch to
+    p(target) (``CamModel.probability``); ``inputs`` is ``(1, C, H, W)`` or ``(C, H, W)``; ``cam`` is ``(H, W)``.
+    """
+    from torchvision.transforms.v2 import functional as F
+
+    image = (inputs if inputs.ndim == 4 else inputs[None])[:1]
+    height, width = image.shape[-2:]
+    cam = torch.as_tensor(np.asarray(cam), dtype=torch.float32)
+    hot = hottest_mask(cam, k).to(image.device)
+    rng = torch.Generator().manual_seed(seed)
+    shifts = [
+        (int(torch.randint(height // 4, max(height // 4 + 1, 3 * height // 4), (1,), generator=rng)),
+         int(torch.randint(width // 4, max(width // 4 + 1, 3 * width // 4), (1,), generator=rng)))
+        for _ in range(draws)
+    ]
+    masks = torch.stack([torch.zeros_like(hot), hot, *[hot.roll(s, dims=(0, 1)) for s in shifts]])
+    if fill == "mean":
+        filler = image.mean(dim=(2, 3), keepdim=True).expand_as(image)
+    elif fill == "blur":
+        side = max(3, (min(height, width) // 8) | 1)
+        filler = F.gaussian_blur(image, [side, side])
+    else:
+        raise ValueError(f"unknown fill {fill!r}; choose 'mean' or 'blur'")
+    batch = torch.where(masks[:, None], filler, image)
+    with torch.no_grad():
+        p = probability(batch).float().cpu()
+    drops = tuple(float(p[0] - q) for q in p[2:])
+    return DeletionResult(k, fill, float(p[0]), float(p[1]), float(p[2:].mean()), drops)
+
+
+def deletion_checks(detector, images: Sequence[Image.Image], names: Sequence[str], layer: str | None = None,
+                    k: float = 0.1, fill: str = "mean", draws: int = 8) -> dict[str, DeletionResult]:
+    """``{name: DeletionResult}``: each image's heatmap for the class the detector predicts, checked by deletion
+    (notebook 05). Explaining the predicted class means a faithful map's region should lower the confidence."""
+    from .labels import predicted_class
+
+    model = detector if isinstance(detector, CamModel) else cam_model(detector)
+    results = {}
+    for name, image in zip(names, images, strict=True):
+        heat = explain(model, image, layer, "ai")
+        target = predicted_class(float(heat.p_ai[0]))
+        if target != heat.target:
+            heat = explain(model, image, layer, target)
+        results[name] = deletion_check(model.probability(target), heat.inputs, heat.cams[0], k, draws, fill)
+    return results
+
+
+# ------------------------------------------------------------------------------- models for the lesson
+
+
+def sample_images(raw_root: Path | str, split: str = "val", per_class: int = 2) -> dict[str, list[Path]]:
+    """``{"ai": [...], "nature": [...]}``: ``per_class`` images of each class, taken from each generator folder
+    in turn, so a handful of examples covers several generators (notebook 05's fakes vs reals, the probe)."""
+    from .data import discover_generators, list_class_images
+
+    generators = discover_generators(raw_root)
+    picked = {}
+    for name in CLASSES:
+        groups = [list_class_images(Path(raw_root) / gen / split / name) for gen in generators]
+        interleaved = [path for row in itertools.zip_longest(*groups) for path in row if path is not None]
+        picked[name] = interleaved[:per_class]
+    return picked
+
+
+def _demo_training_folder(profile: Profile) -> Path:
+    """The first generator folder of the profile's demo dataset (built on first use): a reference layout."""
+    from . import synth
+    from .data import discover_generators
+
+    raw = synth.ensure_demo_dataset(profile)
+    return raw / discover_generators(raw)[0]
+
+
+def ensure_convnext(profile: Profile | str | None = None) -> Path:
+    """``paths.models/best.pth`` (notebook 02's), trained first with the profile's defaults on the demo dataset's
+    first generator when missing, so notebook 05 also runs on its own."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    path = get_paths(profile).models / "best.pth"
+    if not path.is_file():
+        from .train import train_convnext
+
+        path = train_convnext(_demo_training_folder(profile), profile=profile, progress=False).best_checkpoint
+    return path
+
+
+def ensure_clip_head(profile: Profile | str | None = None) -> Path:
+    """Notebook 03's ``clip_head.pth`` (beside ``paths.models``), trained first with the profile's encoder when
+    missing, so notebook 05 also runs on its own."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    path = get_paths(profile).models.parent / "clip_head" / "clip_head.pth"
+    if not path.is_file():
+        from .train_clip_head import train_clip_head
+
+        path = train_clip_head(_demo_training_folder(profile), profile=profile, progress=False).checkpoint_path
+    return path

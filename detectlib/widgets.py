@@ -1,0 +1,233 @@
+"""The image probe: give it any image, see both detectors' scores and where they look.
+
+Introduced in notebook 05. An image comes from an upload box, a dataset sample, or a path/URL typed in a text box
+(Colab's upload widget can fail on files over about 1 MB). The probe shows p(ai) from every detector (and the
+CLIP head's own score in [-1, 1]), the label at a threshold set with a slider, and a Grad-CAM heatmap for a layer
+chosen in a dropdown. A bad file becomes a message inside the widget, never a traceback.
+
+The callbacks are plain methods (``load_upload``, ``load_source``, ``render_scores`` ...) so tests drive them without
+a browser; ``uploaded_files`` reads ``FileUpload.value`` in both ipywidgets 8 and ipywidgets 7 (Colab's 7.7.1).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .data import ImageLoadError, load_image
+from .labels import DEFAULT_LANG, DEFAULT_THRESHOLD, class_label, predicted_class
+
+MAX_UPLOAD_BYTES = 20 * 1024**2  # larger files: type their path instead
+URL_TIMEOUT_S = 15
+DISPLAY_SIDE = 256  # the heatmap panel's height in pixels (small images are enlarged)
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """``[(name, bytes)]`` from a ``FileUpload.value`` of either ipywidgets version.
+
+    ipywidgets 8: a tuple of dicts with ``name`` and ``content`` (a memoryview). ipywidgets 7: a dict keyed by file
+    name, each value holding ``metadata`` and ``content`` (bytes).
+    """
+    if not value:
+        return []
+    if isinstance(value, Mapping):
+        return [(str(name), bytes(item["content"])) for name, item in value.items()]
+    return [(str(item["name"]), bytes(item["content"])) for item in value]
+
+
+def image_from_bytes(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """Decode uploaded bytes with ``data.load_image``'s rules; too large or not an image -> ``ImageLoadError``."""
+    if len(data) > max_bytes:
+        raise ImageLoadError(f"{name}: {len(data) / 1024**2:.1f} MB is over the {max_bytes / 1024**2:.0f} MB "
+                             "upload limit; type its path in the text box instead, or downscale it")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(name).name or "upload")
+        path.write_bytes(data)
+        try:
+            return load_image(path)
+        except ImageLoadError as err:
+            raise ImageLoadError(str(err).replace(str(path), name)) from None
+
+
+def image_from_source(source: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """An image from a local path or an http(s) URL; any failure is a one-line ``ImageLoadError``."""
+    source = source.strip()
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as response:
+                data = response.read(max_bytes + 1)
+        except (OSError, ValueError) as err:
+            raise ImageLoadError(f"{source}: could not download it ({err}); save it and type its path") from None
+        return image_from_bytes(data, source, max_bytes)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ImageLoadError(f"{source}: no such file; type the path of an image or an http(s) URL")
+    return load_image(path)
+
+
+def side_by_side(left: Image.Image, right: Image.Image, height: int = DISPLAY_SIDE) -> bytes:
+    """Two images scaled to one height, next to each other, as PNG bytes for an ``ipywidgets.Image``."""
+    scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
+              for im in (left, right)]
+    canvas = Image.new("RGB", (scaled[0].width + scaled[1].width + 8, height), "white")
+    canvas.paste(scaled[0], (0, 0))
+    canvas.paste(scaled[1], (scaled[0].width + 8, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _shows_errors(method: Callable) -> Callable:
+    """Run a callback; any error is shown in the probe's message line instead of escaping into the kernel."""
+
+    @functools.wraps(method)
+    def wrapper(self: ImageProbe, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except ImageLoadError as err:
+            self.show_message(str(err), error=True)
+        except Exception as err:  # noqa: BLE001 - a widget callback must never raise into the kernel
+            self.show_message(f"{type(err).__name__}: {err}", error=True)
+
+    return wrapper
+
+
+class ImageProbe:
+    """The probe widget. ``detectors``: display name -> loaded ``models.Detector`` (either kind); ``samples``:
+    display name -> image path for the dropdown. Building it runs no model; ``probe.widget`` is what to display.
+    """
+
+    def __init__(self, detectors: Mapping[str, Any], samples: Mapping[str, Path | str] | None = None,
+                 threshold: float = DEFAULT_THRESHOLD, lang: str = DEFAULT_LANG,
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES):
+        import ipywidgets as w
+
+        if not detectors:
+            raise ValueError("ImageProbe needs at least one detector")
+        self.detectors = dict(detectors)
+        self.lang, self.max_upload_bytes = lang, max_upload_bytes
+        self.image: Image.Image | None = None
+        self.image_name = ""
+        self.p_ai: dict[str, float] = {}
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        self.sample = w.Dropdown(options=[("(pick a dataset sample)", "")] + [(k, str(v)) for k, v in
+                                                                             (samples or {}).items()],
+                                 description="Sample")
+        self.source = w.Text(placeholder="path or http(s) URL of an image, then Enter or Load",
+                             description="Path / URL", continuous_update=False, layout=w.Layout(width="60%"))
+        self.load_button = w.Button(description="Load")
+        self.threshold = w.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.01, readout_format=".2f",
+                                       description="p(ai) ≥", continuous_update=False)
+        self.heatmap_detector = w.Dropdown(options=list(self.detectors), description="Heatmap of")
+        self.layer = w.Dropdown(options=self._layer_options(), description="Layer",
+                                layout=w.Layout(width="60%"))
+        self.message = w.HTML("Upload an image, pick a sample, or type a path / URL.")
+        self.scores = w.HTML()
+        self.caption = w.HTML()
+        self.heatmap = w.Image(format="png")
+
+        self.upload.observe(lambda change: self.load_upload(change["new"]), names="value")
+        self.sample.observe(lambda change: self.load_sample(change["new"]), names="value")
+        self.source.observe(lambda change: self.load_source(change["new"]), names="value")  # on Enter
+        self.load_button.on_click(lambda _: self.load_source(self.source.value))
+        self.threshold.observe(lambda _: self.render_scores(), names="value")
+        self.heatmap_detector.observe(lambda _: self.choose_detector(), names="value")
+        self.layer.observe(lambda _: self.render_heatmap(), names="value")
+        self.widget = w.VBox([
+            w.HBox([self.upload, self.sample]), w.HBox([self.source, self.load_button]), self.message,
+            self.threshold, self.scores, w.HBox([self.heatmap_detector, self.layer]), self.heatmap, self.caption,
+        ])
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def _layer_options(self) -> list[str]:
+        from .explain import cam_model, default_layer, suggested_layers
+
+        backbone = cam_model(self.detectors[self.heatmap_detector.value]).backbone
+        layers = suggested_layers(backbone)
+        default = default_layer(backbone)[0]
+        return [default] + [name for name in layers if name != default]
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        colour = "#b00020" if error else "inherit"
+        self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+
+    @_shows_errors
+    def load_upload(self, value: Any) -> None:
+        """The upload box's callback (its ``value`` in either ipywidgets format)."""
+        files = uploaded_files(value)
+        if files:
+            name, data = files[0]
+            self.set_image(image_from_bytes(data, name, self.max_upload_bytes), name)
+
+    @_shows_errors
+    def load_sample(self, path: str) -> None:
+        """The sample dropdown's callback."""
+        if path:
+            self.set_image(load_image(path), Path(path).name)
+
+    @_shows_errors
+    def load_source(self, source: str) -> None:
+        """The path / URL box's callback."""
+        if source.strip():
+            self.set_image(image_from_source(source, self.max_upload_bytes), source.strip())
+
+    def set_image(self, image: Image.Image, name: str) -> None:
+        """Score a new image with every detector, then draw the scores and the heatmap."""
+        self.image, self.image_name = image, name
+        self.p_ai = {label: float(det.score_images([image])[0]) for label, det in self.detectors.items()}
+        self.show_message(f"{name}: {image.width} x {image.height} px")
+        self.render_scores()
+        self.render_heatmap()
+
+    # ----------------------------------------------------------------------------------------- outputs
+    def label(self, p_ai: float) -> str:
+        """The class name at the slider's threshold, in the probe's language."""
+        return class_label(predicted_class(p_ai, self.threshold.value), self.lang)
+
+    @_shows_errors
+    def render_scores(self) -> None:
+        """One row per detector: p(ai), the CLIP head's score (2·p(real) − 1, > 0 real), the label."""
+        if not self.p_ai:
+            return
+        rows = []
+        for name, p in self.p_ai.items():
+            clip = f"{1.0 - 2.0 * p:+.3f}" if self.detectors[name].kind == "clip_head" else "–"
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{p:.3f}</td><td>{clip}</td>"
+                        f"<td><b>{html.escape(self.label(p))}</b></td></tr>")
+        self.scores.value = ("<table><tr><th>detector</th><th>p(ai)</th><th>CLIP score</th>"
+                             f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th></tr>{''.join(rows)}</table>")
+
+    @_shows_errors
+    def choose_detector(self) -> None:
+        """The heatmap detector changed: offer its layers (which redraws the heatmap)."""
+        before = self.layer.value
+        self.layer.options = self._layer_options()  # selects the default layer: a new value redraws by itself
+        if self.layer.value == before:
+            self.render_heatmap()
+
+    @_shows_errors
+    def render_heatmap(self) -> None:
+        """Grad-CAM of the ``ai`` class for the chosen detector and layer, next to what the model saw."""
+        if self.image is None or self.layer.value is None:
+            return
+        from .explain import explain, model_view
+
+        result = explain(self.detectors[self.heatmap_detector.value], self.image, layer=self.layer.value)
+        view = model_view(self.image, result.kind)
+        self.heatmap.value = side_by_side(view, result.overlays()[0])
+        self.caption.value = html.escape(f"Grad-CAM of the 'ai' score at {result.layer} "
+                                         f"({self.heatmap_detector.value}); red = strongest evidence for AI")
+
+
+def probe_samples(paths: Mapping[str, Sequence[Path]]) -> dict[str, Path]:
+    """``{"GEN/val/ai/file.png": path, ...}`` for the sample dropdown, from ``explain.sample_images``."""
+    return {"/".join(Path(path).parts[-4:]): Path(path) for group in paths.values() for path in group}
