@@ -1,0 +1,195 @@
+"""detectlib.data: safe loading of any image file, the reference transforms, class order and layouts."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detectlib.config import CLASSES
+from detectlib.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFolderDataset,
+    ImageLoadError,
+    LayoutError,
+    build_transforms,
+    check_layout,
+    discover_generators,
+    image_datasets,
+    is_image_file,
+    load_image,
+)
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def _two_tone(width: int = 40, height: int = 20) -> Image.Image:
+    """Left half red, right half blue: shows where a rotation moved things."""
+    array = np.zeros((height, width, 3), np.uint8)
+    array[:, : width // 2] = RED
+    array[:, width // 2 :] = BLUE
+    return Image.fromarray(array)
+
+
+def _layout(root: Path, per_class: int = 3, size: int = 24) -> Path:
+    for split in ("train", "val"):
+        for label, cls in enumerate(CLASSES):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                Image.new("RGB", (size + k, size), (200 * label, 50 * k, 0)).save(folder / f"{k}.png")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------- load_image
+def test_rgba_is_composited_on_white(tmp_path):
+    array = np.zeros((4, 4, 4), np.uint8)
+    array[:2] = (10, 20, 30, 255)  # opaque top
+    array[2:] = (10, 20, 30, 0)  # transparent bottom
+    Image.fromarray(array, "RGBA").save(tmp_path / "a.png")
+    im = load_image(tmp_path / "a.png")
+    assert im.mode == "RGB"
+    assert im.getpixel((0, 0)) == (10, 20, 30) and im.getpixel((0, 3)) == (255, 255, 255)
+
+
+def test_palette_images_keep_their_colours_and_transparency_becomes_white(tmp_path):
+    im = Image.new("P", (4, 4), 1)
+    im.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    im.save(tmp_path / "p.png")
+    im.save(tmp_path / "pt.png", transparency=0)
+    assert load_image(tmp_path / "p.png").getpixel((1, 1)) == (200, 100, 50)
+    assert load_image(tmp_path / "p.png").getpixel((0, 0)) == (0, 0, 0)
+    assert load_image(tmp_path / "pt.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_16_bit_images_are_rescaled_not_clipped(tmp_path):
+    array = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(array).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert [load_image(tmp_path / "deep.png").getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    _two_tone().save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    im = load_image(tmp_path / "phone.jpg")
+    assert im.size == (20, 40)
+    top, bottom = np.asarray(im)[5, 10], np.asarray(im)[35, 10]
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]  # the left (red) half is now on top
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    _two_tone().convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    im = load_image(tmp_path / "print.jpg")
+    assert im.mode == "RGB" and im.size == (40, 20)
+    assert np.abs(np.asarray(im, dtype=int)[10, 5] - RED).max() < 20
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in (RED, BLUE)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "anim.gif").getpixel((0, 0)) == RED
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("notes.jpg", b"this is text, not a JPEG"), ("empty.png", b""), ("cut.png", None)],
+)
+def test_unreadable_files_raise_an_error_naming_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:  # a PNG cut short in the middle of its pixel data
+        _two_tone(64, 64).save(path)
+        content = path.read_bytes()[: len(path.read_bytes()) // 2]
+    path.write_bytes(content)
+    with pytest.raises(ImageLoadError, match=name):
+        load_image(path)
+
+
+def test_image_extensions_are_matched_in_any_case():
+    assert is_image_file("a/B.JPG") and is_image_file("x.webp") and not is_image_file("notes.txt")
+
+
+# ------------------------------------------------------------------------------------------------- transforms
+def test_val_transform_resizes_and_normalises():
+    val = build_transforms(32)["val"]
+    out = val(Image.new("RGB", (50, 40), (255, 255, 255)))
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(out[:, 10, 10], expected)
+    assert torch.equal(val(_two_tone()), val(_two_tone()))
+
+
+def test_train_transform_flips_horizontally_at_random():
+    transforms = build_transforms(16, mean=(0, 0, 0), std=(1, 1, 1))
+    assert transforms["train"].train and not transforms["val"].train
+    plain = transforms["val"](_two_tone())
+    torch.manual_seed(0)
+    outs = [transforms["train"](_two_tone()) for _ in range(20)]
+    flipped = [torch.equal(o, plain.flip(-1)) for o in outs]
+    assert all(f or torch.equal(o, plain) for f, o in zip(flipped, outs, strict=True))
+    assert 0 < sum(flipped) < 20
+
+
+# -------------------------------------------------------------------------------------------- folders, layouts
+def test_class_order_is_ai_0_nature_1(tmp_path):
+    data = ImageFolderDataset(_layout(tmp_path) / "train", build_transforms(16)["val"])
+    assert data.classes == ["ai", "nature"] and data.class_to_idx == {"ai": 0, "nature": 1}
+    assert data.targets == [0, 0, 0, 1, 1, 1]
+    assert all(p.parent.name == CLASSES[label] for p, label in data.samples)
+    image, label = data[4]
+    assert image.shape == (3, 16, 16) and label == 1
+
+
+def test_unreadable_files_are_skipped_with_a_warning_or_raise_when_strict(tmp_path):
+    root = _layout(tmp_path)
+    (root / "train" / "ai" / "bad.png").write_bytes(b"oops")
+    with pytest.warns(UserWarning, match="bad.png"):
+        data = ImageFolderDataset(root / "train", build_transforms(16)["val"])
+    assert len(data) == 6 and [p.name for p, _ in data.skipped] == ["bad.png"]
+    with pytest.raises(ImageLoadError, match="bad.png"):
+        ImageFolderDataset(root / "train", build_transforms(16)["val"], strict=True)
+
+
+def test_missing_and_unexpected_class_folders(tmp_path):
+    root = _layout(tmp_path)
+    (root / "train" / "maybe").mkdir()
+    with pytest.warns(UserWarning, match="maybe"):
+        ImageFolderDataset(root / "train", build_transforms(16)["val"])
+    shutil.rmtree(root / "val" / "nature")
+    with pytest.raises(LayoutError, match="nature"):
+        ImageFolderDataset(root / "val", build_transforms(16)["val"])
+
+
+def test_check_layout_names_what_is_missing(tmp_path):
+    with pytest.raises(LayoutError, match="folder not found"):
+        check_layout(tmp_path / "nowhere")
+    root = _layout(tmp_path / "ds")
+    assert check_layout(root) == root
+    (root / "val" / "ai").rename(tmp_path / "elsewhere")
+    with pytest.raises(LayoutError, match=r"missing val/ai/"):
+        check_layout(root)
+
+
+def test_image_datasets_one_per_split_with_the_right_transforms(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean layout warns about nothing
+        sets = image_datasets(_layout(tmp_path), img_size=16)
+    assert set(sets) == {"train", "val"} and len(sets["train"]) == len(sets["val"]) == 6
+    assert sets["train"].transform.train and not sets["val"].transform.train
+
+
+def test_discover_generators_finds_genimage_folders_and_skips_combined_ones(tmp_path):
+    for gen in ("VQDM", "ADM", "ALL_full", "ALL"):
+        (tmp_path / gen / "train" / "ai").mkdir(parents=True)
+    (tmp_path / "notes").mkdir()  # no train/val inside: not a generator
+    (tmp_path / "file.txt").write_text("x")
+    assert discover_generators(tmp_path) == ["ADM", "VQDM"]
+    assert discover_generators(tmp_path / "missing") == []
