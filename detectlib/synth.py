@@ -368,7 +368,9 @@ def default_families(profile: Profile | None = None) -> list[GeneratorFamily]:
     Introduced in notebook 01. A family is any object with ``name``, ``fit`` and ``generate``
     (``GeneratorFamily``); add one here with one line. ``profile`` lets a family depend on the sizes.
     """
-    return [AutoencoderFamily(), DCGANFamily()]
+    from .esrgan import EsrganFamily
+
+    return [AutoencoderFamily(), DCGANFamily(), EsrganFamily()]
 
 
 # ----------------------------------------------------------------------------------------------------- build
@@ -493,6 +495,8 @@ def build_demo_dataset(
             root.mkdir(parents=True, exist_ok=True)
             _swap_in(staging, final)
             built.append(f"{family.name} ({manifest['seconds']} s)")
+        if any(family.name == "ESRGAN" for family in families):
+            _ensure_resampling_control(profile, seed, root, pools)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)  # an interrupted build leaves nothing behind
     if reused:
@@ -503,6 +507,25 @@ def build_demo_dataset(
             f"images per class, {profile.img_size} px PNG, {time.perf_counter() - start:.1f} s in all"
         )
     return root
+
+
+def _ensure_resampling_control(profile: Profile, seed: int, root: Path, pools: dict[str, PatchPool]) -> None:
+    """The evaluation-only control beside ``root``: val-split real patches shrunk ×4 and regrown with bicubic.
+
+    Labelled ``nature``: a detector that calls them AI has learned "upscaled", not the GAN's traces.
+    """
+    from .esrgan import CONTROL_NAME, build_resampling_control
+
+    out = root.parent / "controls" / CONTROL_NAME / "val" / "nature"
+    settings = {**_settings(profile, seed, CONTROL_NAME), "count": profile.val_per_class}
+    manifest = out.parent.parent / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text()).get("settings") == settings:
+        return
+    pools = pools or {"val": PatchPool(profile.img_size, "val")}
+    sources = pools["val"].sample("source", profile.val_per_class, _family_rng(seed, CONTROL_NAME, "source/val"))
+    count = build_resampling_control(sources, out)
+    manifest.write_text(json.dumps({"settings": settings, "counts": {"val": {"nature": count}}}, indent=2))
+    print(f"Resampling control: {count} bicubic-upscaled real patches (label nature) in {out}")
 
 
 def ensure_demo_dataset(profile: Profile | str | None = None) -> Path:

@@ -39,6 +39,9 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+FAMILIES = ["AE", "DCGAN", "ESRGAN"]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, one_torch_thread) -> Path:
     return synth.build_demo_dataset(SMOKE, root=tmp_path_factory.mktemp("synth") / "raw", seed=0)
@@ -120,20 +123,34 @@ def test_downscaling_removes_the_source_jpeg_grid():
 
 # ------------------------------------------------------------------------------------------------------ the build
 def test_build_writes_one_genimage_folder_per_family(built):
-    assert discover_generators(built) == ["AE", "DCGAN"]
+    assert discover_generators(built) == FAMILIES
     expected = {"train": SMOKE.train_per_class, "val": SMOKE.val_per_class}
-    for gen, split, cls in product(["AE", "DCGAN"], SPLITS, CLASSES):
+    for gen, split, cls in product(FAMILIES, SPLITS, CLASSES):
         files = list_class_images(built / gen / split / cls)
         assert len(files) == expected[split], (gen, split, cls)
         with Image.open(files[0]) as im:
             assert (im.format, im.mode, im.size) == ("PNG", "RGB", (SMOKE.img_size, SMOKE.img_size))
-    assert [p.name for p in built.parent.iterdir()] == ["raw"]  # no staging folder left behind
+    assert sorted(p.name for p in built.parent.iterdir()) == ["controls", "raw"]  # no staging folder left behind
+
+
+def test_resampling_control_is_bicubic_upscaled_real_patches_labelled_nature(built):
+    control = built.parent / "controls" / "BICUBIC"
+    assert sorted(p.relative_to(control).as_posix() for p in control.glob("*/*")) == ["val/nature"]
+    files = list_class_images(control / "val" / "nature")
+    assert len(files) == SMOKE.val_per_class
+    with Image.open(files[0]) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (SMOKE.img_size, SMOKE.img_size))
+    # the same shrink-then-grow path as the ESRGAN fakes, but smoother: bicubic adds no GAN texture
+    def detail(paths):
+        return np.mean([np.abs(np.diff(np.asarray(Image.open(p), dtype=float), axis=1)).mean() for p in paths])
+
+    assert detail(files) < detail(list_class_images(built / "ESRGAN" / "val" / "ai"))
 
 
 def test_audit_of_the_built_set_finds_no_difference_between_classes(built):
     report = audit_dataset(built)
     assert report.warnings == []
-    assert {r["generator"] for r in report.rows} == {"AE", "DCGAN"}
+    assert {r["generator"] for r in report.rows} == set(FAMILIES)
     assert all(r["formats"] == {"PNG": r["files"]} and len(r["sizes"]) == 1 for r in report.rows)
 
 
@@ -221,7 +238,7 @@ def test_ensure_builds_demo_data_but_only_checks_real_data_in_full(tmp_path, mon
         synth.ensure_demo_dataset(get_profile("smoke", generator_steps=1))
         == tmp_path / ".smoke" / "data" / "raw"
     )
-    assert discover_generators(tmp_path / ".smoke" / "data" / "raw") == ["AE", "DCGAN"]
+    assert discover_generators(tmp_path / ".smoke" / "data" / "raw") == FAMILIES
 
 
 # ------------------------------------------------------------------------------------------------------- spectra
@@ -238,5 +255,5 @@ def test_mean_log_spectrum_shows_a_checkerboard_at_the_nyquist_frequency():
 
 def test_dataset_spectra_has_real_and_every_generator(built):
     spectra = synth.dataset_spectra(built)
-    assert list(spectra) == ["real", "AE", "DCGAN"]
+    assert list(spectra) == ["real", *FAMILIES]
     assert all(s.shape == (SMOKE.img_size, SMOKE.img_size) and np.isfinite(s).all() for s in spectra.values())
