@@ -1,0 +1,192 @@
+"""Standard inference (reference §5) and the one scoring pipeline: image files -> decode -> preprocess -> p(ai).
+
+Introduced in notebook 04::
+
+    python -m detectlib.infer --image_path example.jpg --model_path models/saved_models/epoch_5.pth
+    🔍 Predicción: Real
+    📊 Confianza: 97.32%
+
+``--lang en`` prints English words; several ``--image_path`` values or ``--image_dir`` write a CSV
+(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``). Either detector is recognised from its
+checkpoint. Lean on purpose: one prediction should cost little more than ``import torch, timm``, so nothing here
+imports scikit-learn or matplotlib, torch loads only once the paths are known to exist, and transformers only
+when the checkpoint is a CLIP head. ``evaluate`` scores through ``score_paths`` too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .data import ImageLoadError, is_image_file, load_image
+from .labels import DEFAULT_LANG, DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .models import Detector
+
+
+class _ImageFiles:
+    """Map-style dataset of files -> (index, tensor or None, error or None): a bad file travels with its batch
+    as a message instead of stopping the run."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable, perturb: Callable | None = None):
+        self.paths, self.transform, self.perturb = list(paths), transform, perturb
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = load_image(self.paths[index])
+        except ImageLoadError as err:
+            return index, None, str(err)
+        if self.perturb is not None:
+            image = self.perturb(image)
+        return index, self.transform(image), None
+
+
+@dataclass
+class Predictions:
+    """p(ai) for the files that could be read, in input order, and the ones skipped with the reason."""
+
+    paths: list[Path]
+    p_ai: np.ndarray
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)  # index of each scored file in the input list
+
+
+def score_paths(
+    detector: Detector,
+    paths: Sequence[Path | str],
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    perturb: Callable[[Image.Image], Image.Image] | None = None,
+    progress: bool = False,
+) -> Predictions:
+    """The whole pipeline, batched: decode each file, optionally perturb it (robustness), preprocess with the
+    detector's own transform, and run the model under ``torch.inference_mode``.
+
+    ``workers`` > 0 decodes in background processes while the model runs; unreadable files are skipped and
+    listed in ``skipped``.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    paths = [Path(p) for p in paths]
+    loader = DataLoader(_ImageFiles(paths, detector.transform, perturb), batch_size=batch_size,
+                        num_workers=workers, collate_fn=list)
+    kept: list[int] = []
+    scores: list[torch.Tensor] = []
+    skipped: list[tuple[Path, str]] = []
+    with torch.inference_mode(), tqdm(total=len(paths), disable=not progress, unit="img", file=sys.stderr) as bar:
+        for batch in loader:
+            good = [(i, tensor) for i, tensor, _ in batch if tensor is not None]
+            skipped += [(paths[i], err) for i, tensor, err in batch if tensor is None]
+            if good:
+                scores.append(detector.p_ai(torch.stack([t for _, t in good])).float().cpu())
+                kept += [i for i, _ in good]
+            bar.update(len(batch))
+    p_ai = torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
+    return Predictions([paths[i] for i in kept], p_ai, skipped, kept)
+
+
+def find_images(folder: Path | str) -> list[Path]:
+    """Every image file under ``folder`` (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+
+
+def write_csv(predictions: Predictions, out, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Rows ``path,p_ai,label`` with the class folder name as label, so the file reads the same in any language."""
+    writer = csv.writer(out)
+    writer.writerow(["path", "p_ai", "label"])
+    for path, p in zip(predictions.paths, predictions.p_ai, strict=True):
+        writer.writerow([str(path), f"{p:.6f}", predicted_class(float(p), threshold)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m detectlib.infer",
+        description="Predict whether images are AI-generated or real with a trained detector (ConvNeXt or CLIP head).",
+    )
+    parser.add_argument("--image_path", nargs="+", action="extend", default=[],
+                        help="image file(s); one prints the prediction, several write a CSV")
+    parser.add_argument("--image_dir", help="folder of images (searched recursively); writes a CSV")
+    parser.add_argument("--model_path", required=True, help="checkpoint from detectlib.train or train_clip_head")
+    parser.add_argument("--lang", choices=sorted(LABELS), default=DEFAULT_LANG,
+                        help="words of the printed prediction: es (the reference's) or en")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="p(ai) at or above which an image is called AI-generated (default 0.5: argmax, "
+                             "or the CLIP head's score 0); use one chosen on validation")
+    parser.add_argument("--out_csv", help="CSV to write (default predictions.csv in CSV mode; '-' for stdout)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.image_path and not args.image_dir:
+        return _fail("give --image_path (one or more images) or --image_dir (a folder of images)")
+    model_path = Path(args.model_path)
+    if not model_path.is_file():
+        return _fail(f"--model_path {model_path}: checkpoint not found; train one (python -m detectlib.train) "
+                     "or check the path")
+    images = [Path(p) for p in args.image_path]
+    for path in images:
+        if not path.is_file():
+            return _fail(f"--image_path {path}: image not found")
+    if args.image_dir:
+        if not Path(args.image_dir).is_dir():
+            return _fail(f"--image_dir {args.image_dir}: folder not found")
+        found = find_images(args.image_dir)
+        if not found:
+            return _fail(f"--image_dir {args.image_dir}: no image files in it")
+        images += found
+    single = len(images) == 1 and not args.image_dir and not args.out_csv
+    if single:
+        try:
+            load_image(images[0])  # an unreadable file fails here, before the model is loaded
+        except ImageLoadError as err:
+            return _fail(str(err))
+
+    from .models import CheckpointError, load_detector
+
+    try:
+        detector = load_detector(model_path)
+    except CheckpointError as err:
+        return _fail(str(err))
+    predictions = score_paths(detector, images, batch_size=args.batch_size, progress=not single)
+    for path, reason in predictions.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if single:
+        print(format_prediction(float(predictions.p_ai[0]), args.lang, args.threshold))
+        return 0
+    out_csv = args.out_csv or "predictions.csv"
+    if out_csv == "-":
+        write_csv(predictions, sys.stdout, args.threshold)
+    else:
+        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+        with open(out_csv, "w", newline="") as out:
+            write_csv(predictions, out, args.threshold)
+        print(f"wrote {len(predictions.paths)} predictions to {out_csv}"
+              + (f" ({len(predictions.skipped)} unreadable files skipped)" if predictions.skipped else ""))
+    return 0 if len(predictions.paths) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
