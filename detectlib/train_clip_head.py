@@ -1,0 +1,342 @@
+"""Train the CLIP reference's head on a frozen encoder, and its CLI ``python -m detectlib.train_clip_head``.
+
+Introduced in notebook 03. The head (dropout -> Linear(dim, 1)) learns from cached embeddings (``features``) through
+the shared loop ``train.fit``, with BCE on its logit; the target is the ImageFolder label, so the logit is the
+log-odds of *real* (``nature`` = 1) and the reference's score ``2·sigmoid(logit) − 1`` is > 0 for real photos.
+
+The reference's validation printout, and which class is "positive" in it. Its numbers only add up one way:
+TNR 94 / 98, TPR 99 / 99 and F1 0.9792 = 2·94 / (2·94 + 4 + 0), the F1 of the class in the *TNR* row. The kit's
+rates put ``ai`` as the positive class (``metrics.Rates``, as notebook 04 prints them): TPR = fakes caught, TNR =
+real photos let through. So the F1 printed here is the F1 of ``nature``, which is also scikit-learn's default
+(``pos_label=1`` on ImageFolder labels) and the head's training target. AUC-ROC is the same for either class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import CLASSES, Profile, get_paths, get_profile
+from .data import SPLITS, LayoutError, check_layout
+
+if TYPE_CHECKING:
+    import torch
+
+    from .clip_head import ClipHeadDetector, FrozenEncoder
+    from .features import CacheStats
+    from .train import History
+
+DataDirs = Path | str | Sequence[Path | str]  # one reference-layout folder, or several pooled
+
+
+def reference_metrics(scores: Sequence[float] | torch.Tensor, labels: Sequence[int] | torch.Tensor) -> dict:
+    """The reference's validation numbers from scores in [-1, 1] at threshold 0 (score <= 0 counts as ai):
+    ``tn``/``n_nature``/``tnr`` (real photos kept), ``tp``/``n_ai``/``tpr`` (fakes caught), ``f1`` (of nature, see
+    the module docstring) and ``auc``."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from . import metrics
+
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    y = np.asarray(labels, dtype=int).reshape(-1)
+    p_ai = np.clip((1.0 - s) / 2.0, 0.0, 1.0)  # the kit's common scale, as models.Detector.p_ai
+    rates = metrics.rates_at(y, p_ai)
+    return {
+        "tn": rates.tn, "n_nature": rates.tn + rates.fp, "tnr": rates.tnr,
+        "tp": rates.tp, "n_ai": rates.tp + rates.fn, "tpr": rates.tpr,
+        "f1": float(f1_score(y, metrics.predict_labels(p_ai), pos_label=1, zero_division=0)),
+        "auc": metrics.roc_auc(y, p_ai),
+    }
+
+
+def format_reference_metrics(m: Mapping[str, float]) -> str:
+    """The reference's printout: rates with counts and %, F1, AUC-ROC."""
+    from .metrics import Rates
+
+    rates = Rates(0.5, int(m["tp"]), int(m["n_ai"] - m["tp"]), int(m["tn"]), int(m["n_nature"] - m["tn"]))
+    return (f"Classification results by class (threshold = 0)\n{rates}\n"
+            f"F1 score: {m['f1']:.4f}\nAUC-ROC: {m['auc']:.4f}")
+
+
+def bce_on_logit(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE on the logit of *real*: the ImageFolder label (nature = 1) is the target."""
+    from torch.nn import functional as F
+
+    return F.binary_cross_entropy_with_logits(outputs.reshape(-1), targets.float())
+
+
+def predict_class(outputs: torch.Tensor) -> torch.Tensor:
+    """Class index at threshold 0: 1 (nature) when the logit (hence the score) is > 0."""
+    return (outputs.reshape(-1) > 0).long()
+
+
+def val_metrics(outputs: torch.Tensor, targets: torch.Tensor) -> dict:
+    """``fit``'s extra validation metrics: the reference's, from the logits."""
+    from .clip_head import score_from_logit
+
+    return reference_metrics(score_from_logit(outputs.reshape(-1)), targets)
+
+
+@dataclass
+class ClipHeadResult:
+    """What ``train_clip_head`` returns: the trained detector, its history, final metrics and files."""
+
+    detector: ClipHeadDetector
+    history: History
+    metrics: dict  # the last epoch's validation row, reference metrics included
+    checkpoint_path: Path  # self-describing, for models.load_detector
+    weights_path: Path  # modelo_final.pth, for ClipHeadDetector(weights_path=...)
+    cache_stats: CacheStats | None  # None when training read pixels (no cache, or fine-tuning)
+
+    def report(self) -> str:
+        return format_reference_metrics(self.metrics)
+
+
+def _as_dirs(data_dir: DataDirs) -> list[Path]:
+    return [Path(data_dir)] if isinstance(data_dir, str | Path) else [Path(d) for d in data_dir]
+
+
+def split_samples(data_dir: DataDirs, limit: int | None = None) -> dict[str, list[tuple[Path, int]]]:
+    """(path, label) pairs per split of a reference-layout folder, or of several pooled (e.g. every generator
+    folder: the images ``create_full_all`` would copy into one, without copying); ``limit`` keeps the first N of
+    each class in each folder."""
+    roots = [check_layout(d) for d in _as_dirs(data_dir)]  # before any heavy import: a bad path fails fast
+    from .features import folder_samples
+
+    return {split: [s for root in roots for s in folder_samples(root / split, limit)] for split in SPLITS}
+
+
+def _loaders(detector: ClipHeadDetector, samples: Mapping[str, list], *, batch_size: int, use_cache: bool,
+             cache_dir: Path | None, progress: bool) -> tuple[Any, dict, CacheStats | None]:
+    """The module ``fit`` trains and its loaders: the head over cached embeddings when the encoder is frozen and
+    the cache is on, else the whole detector's logit over pixel values (each epoch runs the encoder)."""
+    from .clip_head import LogitOutput
+    from .features import CacheStats, PixelDataset, embed_samples
+    from .train import make_loaders
+
+    if use_cache and detector.freeze:
+        sets = {split: embed_samples(detector.encoder, samples[split], cache_dir, progress=progress)
+                for split in SPLITS}
+        stats = sum((s.stats for s in sets.values()), CacheStats())
+        return detector.head, make_loaders({k: v.dataset() for k, v in sets.items()}, batch_size), stats
+    datasets = {split: PixelDataset(samples[split], detector.preprocess) for split in SPLITS}
+    return LogitOutput(detector), make_loaders(datasets, batch_size), None
+
+
+def _fit(model: Any, loaders: Mapping[str, Any], *, epochs: int, lr: float, seed: int, device: Any,
+         progress: bool) -> History:
+    from .train import fit
+
+    return fit(model, loaders["train"], loaders["val"], epochs=epochs, lr=lr, loss_fn=bce_on_logit,
+               predict_fn=predict_class, val_metrics_fn=val_metrics, seed=seed, device=device, progress=progress)
+
+
+def _resolve_encoder(encoder: str | FrozenEncoder | None, prof: Profile) -> FrozenEncoder:
+    from .clip_head import FrozenEncoder, make_encoder
+
+    return encoder if isinstance(encoder, FrozenEncoder) else make_encoder(encoder or prof.encoder)
+
+
+def train_clip_head(
+    data_dir: DataDirs,
+    *,
+    encoder: str | FrozenEncoder | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    dropout: float = 0.35,
+    out_dir: Path | str | None = None,
+    seed: int = 0,
+    profile: Profile | str | None = None,
+    use_cache: bool = True,
+    freeze: bool = True,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> ClipHeadResult:
+    """Train the reference's head on a frozen encoder over a reference-layout folder, or several pooled
+    (notebook 03, the CLI).
+
+    ``encoder`` is a spec for ``clip_head.make_encoder`` or an encoder already built (default: the profile's);
+    every other ``None`` takes the profile's value. Embeddings come from the cache in ``paths.cache``
+    (``use_cache=False`` runs the encoder every epoch; ``freeze=False`` fine-tunes it, which bypasses the cache).
+    ``limit`` keeps the first N images per class and split of each folder (a quick run).
+    Writes ``clip_head.pth`` (self-describing) and ``modelo_final.pth`` (the reference's file) to ``out_dir``
+    (default ``<models>/../clip_head``). The encoder runs on ``device`` (default: the GPU when there is one).
+    ``progress=False`` trains silently (no bars, no per-epoch lines). A bad layout raises ``LayoutError`` before
+    any model is built.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    samples = split_samples(data_dir, limit)
+    import torch
+
+    from .clip_head import ClipHeadDetector
+    from .models import atomic_torch_save, save_checkpoint
+
+    paths = get_paths(prof)
+    epochs = epochs if epochs is not None else prof.epochs
+    batch_size = batch_size if batch_size is not None else prof.batch_size
+    lr = lr if lr is not None else prof.lr
+    out_dir = Path(out_dir) if out_dir is not None else paths.models.parent / "clip_head"
+    enc = _resolve_encoder(encoder, prof)
+    torch.manual_seed(seed)  # the head's initial draw
+    detector = ClipHeadDetector(encoder=enc, freeze=freeze, dropout=dropout, weights_path=None)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    detector.to(device)  # fit moves what it trains; the encoder must sit beside the head
+    model, loaders, stats = _loaders(detector, samples, batch_size=batch_size, use_cache=use_cache,
+                                     cache_dir=paths.cache / "embeddings", progress=progress)
+    if progress:
+        source = f"cached embeddings ({stats})" if stats is not None else "pixels (the encoder runs every epoch)"
+        print(f"Encoder: {enc.description}.\nTraining the head ({enc.dim} -> 1) on {len(samples['train'])} train "
+              f"/ {len(samples['val'])} val images from {source}: {epochs} epochs, batch {batch_size}, lr {lr:g}",
+              flush=True)
+    with contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO()):
+        history = _fit(model, loaders, epochs=epochs, lr=lr, seed=seed, device=device, progress=progress)
+    detector.eval()
+    row = dict(history.epochs[-1])
+    dirs = _as_dirs(data_dir)
+    config = {"data_dir": str(dirs[0]) if len(dirs) == 1 else None, "data_dirs": [str(d) for d in dirs],
+              "profile": prof.name, "epochs": epochs, "batch_size": batch_size,
+              "lr": lr, "seed": seed, "use_cache": use_cache, "limit": limit}
+    weights = detector.weights_state_dict()
+    checkpoint = save_checkpoint(
+        out_dir / "clip_head.pth", weights, kind="clip_head", arch=enc.spec, encoder=enc.spec,
+        encoder_description=enc.description, cache_key=enc.cache_key, dim=enc.dim, dropout=dropout,
+        freeze=freeze, classes=list(CLASSES), img_size=enc.input_size, epoch=epochs, metrics=row,
+        history=history.epochs, config=config, score="2*sigmoid(logit)-1 in [-1, 1]; > 0 nature (real)",
+    )
+    weights_path = atomic_torch_save(weights, out_dir / "modelo_final.pth")
+    return ClipHeadResult(detector, history, row, checkpoint, weights_path, stats)
+
+
+def compare_encoders(
+    data_dir: DataDirs,
+    specs: Sequence[str | FrozenEncoder],
+    *,
+    out_dir: Path | str | None = None,
+    profile: Profile | str | None = None,
+    **kwargs: Any,
+) -> dict[str, ClipHeadResult]:
+    """One head per encoder on the same images with the same seed, keyed by encoder spec (duplicates run once):
+    e.g. a frozen pretrained encoder vs the same architecture with random weights (notebook 03). Each run's files
+    go to ``out_dir/<spec>`` (default ``<models>/../clip_head_compare``)."""
+    import re
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else get_paths(prof).models.parent / "clip_head_compare"
+    results: dict[str, ClipHeadResult] = {}
+    for spec in specs:
+        name = spec if isinstance(spec, str) else spec.spec
+        if name not in results:
+            folder = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+            results[name] = train_clip_head(data_dir, encoder=spec, out_dir=folder, profile=prof, **kwargs)
+    return results
+
+
+def head_epoch_seconds(
+    data_dir: DataDirs,
+    *,
+    use_cache: bool,
+    encoder: str | FrozenEncoder | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    profile: Profile | str | None = None,
+    seed: int = 0,
+) -> float:
+    """Wall time of one ``fit`` epoch (train + validation) of the head, from the cache or through the encoder.
+
+    The cache is filled before the clock starts: this times an epoch, not the one-off encoding.
+    """
+    import torch
+
+    from .clip_head import ClipHeadDetector
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    samples = split_samples(data_dir, limit)
+    torch.manual_seed(seed)
+    detector = ClipHeadDetector(encoder=_resolve_encoder(encoder, prof), weights_path=None)
+    device = detector.device  # wherever the caller put the encoder
+    model, loaders, _ = _loaders(detector, samples, batch_size=batch_size or prof.batch_size, use_cache=use_cache,
+                                 cache_dir=get_paths(prof).cache / "embeddings", progress=False)
+    start = time.perf_counter()
+    _fit(model, loaders, epochs=1, lr=prof.lr, seed=seed, device=device, progress=False)
+    return time.perf_counter() - start
+
+
+def cache_speedup(
+    data_dir: DataDirs,
+    *,
+    encoder: str | FrozenEncoder | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    profile: Profile | str | None = None,
+) -> float:
+    """One head epoch recomputing embeddings ÷ one head epoch from the cache, measured in one run (``make bench``).
+
+    One encoder is built and shared by both measurements; ``limit`` keeps the first N images per class and split.
+    The slow epoch runs first, so one-off costs (lazy imports, allocator warm-up) never land in the fast one.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    enc = _resolve_encoder(encoder, prof)
+    kwargs = {"encoder": enc, "batch_size": batch_size, "limit": limit, "profile": prof}
+    recomputed = head_epoch_seconds(data_dir, use_cache=False, **kwargs)
+    return recomputed / head_epoch_seconds(data_dir, use_cache=True, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train CLI's argument names and defaults, plus the encoder, output folder and seed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m detectlib.train_clip_head",
+        description="Train the CLIP reference's head (dropout -> linear -> 2*sigmoid-1, > 0 real) on a frozen "
+                    "encoder's cached embeddings; writes clip_head.pth and modelo_final.pth.",
+    )
+    parser.add_argument("--data_dir", default="data/raw/ADM", help="dataset root with train/ and val/, each "
+                        "holding ai/ and nature/ (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="number of training epochs (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=16, help="batch size (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
+    parser.add_argument("--encoder", default=None,
+                        help="openai/clip-vit-large-patch14 or another CLIP name / local folder, timm:<name> "
+                             "(timm:<name>:random for random weights), clip-tiny-random (default: the profile's)")
+    parser.add_argument("--out_dir", default=None, help="where clip_head.pth and modelo_final.pth go "
+                        "(default: models/clip_head)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--no_cache", action="store_true", help="run the encoder every epoch instead of caching")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m detectlib.train_clip_head``. Errors are one line: exit 2 for a bad dataset, 1 for weights."""
+    args = build_parser().parse_args(argv)
+    try:
+        check_layout(args.data_dir)  # before torch loads: a wrong path answers at once
+    except LayoutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from .models import CheckpointError, PretrainedWeightsError
+
+    try:
+        result = train_clip_head(args.data_dir, encoder=args.encoder, epochs=args.epochs,
+                                 batch_size=args.batch_size, lr=args.lr, out_dir=args.out_dir, seed=args.seed,
+                                 use_cache=not args.no_cache)
+    except (PretrainedWeightsError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(result.report())
+    print(f"Saved {result.checkpoint_path} and {result.weights_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
