@@ -16,6 +16,8 @@ from pathlib import Path
 
 PROFILE_ENV = "DETECTLIB_PROFILE"
 ROOT_ENV = "DETECTLIB_ROOT"
+LANG_ENV = "DETECTLIB_LANG"
+LANGUAGES = ("es", "en")  # the reference speaks Spanish; English on request
 DEFAULT_PROFILE = "demo"
 
 # ImageFolder sorts class folders alphabetically: ``ai`` = 0, ``nature`` = 1. ``ai`` is the positive class.
@@ -95,6 +97,14 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {', '.join(PROFILES)}")
     return replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+
+
+def get_language() -> str:
+    """``$DETECTLIB_LANG`` (``es`` as the reference, or ``en``): the words of the CLIs, figures and widgets."""
+    lang = os.environ.get(LANG_ENV) or LANGUAGES[0]
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r} (from ${LANG_ENV}); choose one of {', '.join(LANGUAGES)}")
+    return lang
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import ImageLoadError, load_image
-from .labels import DEFAULT_LANG, DEFAULT_THRESHOLD, LABELS, format_prediction
+from .config import get_language
+from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction
 
 # The two lines the reference adds to infer's output (its table lives in ``labels``).
-WORDS: dict[str, dict[str, str]] = {
-    "es": {"layer": "Capa", "saved": "Grad-CAM guardado en"},
-    "en": {"layer": "Layer", "saved": "Grad-CAM saved to"},
-}
-
-
 def output_path(image_path: Path | str, out_dir: Path | str) -> Path:
     """``<out_dir>/<original_name>_gradcam.jpg``, the reference's naming."""
     return Path(out_dir) / f"{Path(image_path).stem}_gradcam.jpg"
@@ -52,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", choices=["ai", "nature"], default="ai",
                         help="class whose evidence is shown (default: %(default)s)")
     parser.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity (default: %(default)s)")
-    parser.add_argument("--lang", choices=sorted(LABELS), default=DEFAULT_LANG,
-                        help="words of the printed lines: es (the reference's) or en")
+    parser.add_argument("--lang", choices=sorted(LABELS), default=get_language(),
+                        help="words of the printed lines: es (the reference's) or en (default: $DETECTLIB_LANG or es)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="p(ai) at or above which the image is called AI-generated (default: %(default)s)")
     return parser
@@ -89,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = output_path(args.image_path, args.out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.overlays(args.alpha)[0].save(out, quality=95)
-    words = WORDS[args.lang]
+    words = LABELS[args.lang]
     print(format_prediction(float(result.p_ai[0]), args.lang, args.threshold))
     print(f"🧠 {words['layer']}: {result.layer}" + (f" ({result.note})" if result.note else ""))
     print(f"🖼️ {words['saved']}: {out}")

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .data import ImageLoadError, is_image_file, load_image
-from .labels import DEFAULT_LANG, DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
+from .config import get_language
+from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -123,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image file(s); one prints the prediction, several write a CSV")
     parser.add_argument("--image_dir", help="folder of images (searched recursively); writes a CSV")
     parser.add_argument("--model_path", required=True, help="checkpoint from detectlib.train or train_clip_head")
-    parser.add_argument("--lang", choices=sorted(LABELS), default=DEFAULT_LANG,
-                        help="words of the printed prediction: es (the reference's) or en")
+    parser.add_argument("--lang", choices=sorted(LABELS), default=get_language(),
+                        help="words of the printed prediction: es (the reference's) or en (default: $DETECTLIB_LANG or es)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="p(ai) at or above which an image is called AI-generated (default 0.5: argmax, "
                              "or the CLIP head's score 0); use one chosen on validation")

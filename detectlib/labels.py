@@ -7,16 +7,17 @@ imports it.
 
 from __future__ import annotations
 
-from .config import AI_INDEX, CLASSES
+from .config import AI_INDEX, CLASSES, get_language
 
 # Both detectors' reference rule on p(ai): ConvNeXt's argmax and the CLIP head's score threshold 0.
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_LANG = "es"
 
 LABELS: dict[str, dict[str, str]] = {
     # The reference's words (§5): classes ["Generada", "Real"], "🔍 Predicción: Real", "📊 Confianza: 97.32%".
-    "es": {"ai": "Generada", "nature": "Real", "prediction": "Predicción", "confidence": "Confianza"},
-    "en": {"ai": "AI-generated", "nature": "Real", "prediction": "Prediction", "confidence": "Confidence"},
+    "es": {"ai": "Generada", "nature": "Real", "prediction": "Predicción", "confidence": "Confianza",
+           "layer": "Capa", "saved": "Grad-CAM guardado en"},
+    "en": {"ai": "AI-generated", "nature": "Real", "prediction": "Prediction", "confidence": "Confidence",
+           "layer": "Layer", "saved": "Grad-CAM saved to"},
 }
 
 
@@ -25,14 +26,19 @@ def predicted_class(p_ai: float, threshold: float = DEFAULT_THRESHOLD) -> str:
     return CLASSES[AI_INDEX] if p_ai >= threshold else CLASSES[1 - AI_INDEX]
 
 
-def class_label(class_name: str, lang: str = DEFAULT_LANG) -> str:
-    """The display name of a class folder name (``ai`` / ``nature``) in ``lang``."""
-    return LABELS[lang][class_name]
+def class_label(class_name: str, lang: str | None = None) -> str:
+    """The display name of a class folder name (``ai`` / ``nature``) in ``lang`` (default ``$DETECTLIB_LANG``)."""
+    return LABELS[lang or get_language()][class_name]
 
 
-def format_prediction(p_ai: float, lang: str = DEFAULT_LANG, threshold: float = DEFAULT_THRESHOLD) -> str:
+def class_labels(lang: str | None = None) -> tuple[str, ...]:
+    """Both classes' display names in ImageFolder order, for figure axes and tables."""
+    return tuple(class_label(name, lang) for name in CLASSES)
+
+
+def format_prediction(p_ai: float, lang: str | None = None, threshold: float = DEFAULT_THRESHOLD) -> str:
     """The reference's two lines: the predicted class, and the confidence (the probability of that class)."""
     name = predicted_class(p_ai, threshold)
     confidence = p_ai if name == CLASSES[AI_INDEX] else 1.0 - p_ai
-    words = LABELS[lang]
+    words = LABELS[lang or get_language()]
     return f"🔍 {words['prediction']}: {words[name]}\n📊 {words['confidence']}: {confidence * 100:.2f}%"

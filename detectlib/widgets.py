@@ -22,7 +22,8 @@ from typing import Any
 from PIL import Image
 
 from .data import ImageLoadError, load_image
-from .labels import DEFAULT_LANG, DEFAULT_THRESHOLD, class_label, predicted_class
+from .config import get_language
+from .labels import DEFAULT_THRESHOLD, class_label, predicted_class
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # larger files: type their path instead
 URL_TIMEOUT_S = 15
@@ -107,14 +108,14 @@ class ImageProbe:
     """
 
     def __init__(self, detectors: Mapping[str, Any], samples: Mapping[str, Path | str] | None = None,
-                 threshold: float = DEFAULT_THRESHOLD, lang: str = DEFAULT_LANG,
+                 threshold: float = DEFAULT_THRESHOLD, lang: str | None = None,
                  max_upload_bytes: int = MAX_UPLOAD_BYTES):
         import ipywidgets as w
 
         if not detectors:
             raise ValueError("ImageProbe needs at least one detector")
         self.detectors = dict(detectors)
-        self.lang, self.max_upload_bytes = lang, max_upload_bytes
+        self.lang, self.max_upload_bytes = lang or get_language(), max_upload_bytes
         self.image: Image.Image | None = None
         self.image_name = ""
         self.p_ai: dict[str, float] = {}

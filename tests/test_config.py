@@ -52,3 +52,18 @@ def test_smoke_paths_live_apart_from_demo_paths(tmp_path, monkeypatch):
 def test_root_env_wins(tmp_path, monkeypatch):
     monkeypatch.setenv(config.ROOT_ENV, str(tmp_path))
     assert config.get_paths("demo").models == tmp_path.resolve() / "models" / "saved_models"
+
+
+def test_one_setting_chooses_the_language_of_clis_figures_and_widgets(monkeypatch):
+    from detectlib import infer, labels
+
+    monkeypatch.delenv(config.LANG_ENV, raising=False)
+    assert labels.class_labels() == ("Generada", "Real")  # the reference's words by default
+    assert infer.build_parser().parse_args(["--model_path", "m.pth"]).lang == "es"
+    monkeypatch.setenv(config.LANG_ENV, "en")
+    assert labels.class_labels() == ("AI-generated", "Real")
+    assert labels.format_prediction(0.9).startswith("🔍 Prediction: AI-generated")
+    assert infer.build_parser().parse_args(["--model_path", "m.pth"]).lang == "en"
+    monkeypatch.setenv(config.LANG_ENV, "fr")
+    with pytest.raises(ValueError, match="unknown language 'fr'"):
+        config.get_language()

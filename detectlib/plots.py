@@ -1,0 +1,387 @@
+"""Every matplotlib figure the notebooks and the command-line tools show or save.
+
+Functions import matplotlib inside, so importing detectlib never pulls it in; each returns its ``Figure``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_figure(fig, path: Path | str) -> Path:
+    """Save ``fig`` as an image (parents created, 120 dpi, tight box) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+# ------------------------------------------------------------------ training curves (train.py, notebook 02)
+
+
+def _training_rows(history) -> list[dict]:
+    """Per-epoch rows from a ``train.History``, its ``as_dict()``, or a plain list of rows."""
+    if hasattr(history, "epochs"):
+        return list(history.epochs)
+    if isinstance(history, dict):
+        return list(history["epochs"])
+    return list(history)
+
+
+def plot_loss_curve(history, path: Path | str | None = None):
+    """Training and validation loss per epoch (the reference's ``loss_curve.png``); a widening gap between
+    the two is what over-fitting looks like."""
+    import matplotlib.pyplot as plt
+
+    rows = _training_rows(history)
+    epochs = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="training loss")
+    ax.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation loss")
+    ax.set(xlabel="epoch", ylabel="loss", title="Loss per epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_val_accuracy_curve(history, path: Path | str | None = None):
+    """Validation accuracy per epoch (the reference's ``val_accuracy_curve.png``), training accuracy dashed."""
+    import matplotlib.pyplot as plt
+
+    rows = _training_rows(history)
+    epochs = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [r["val_acc"] for r in rows], "o-", label="validation accuracy")
+    if all("train_acc" in r for r in rows):
+        ax.plot(epochs, [r["train_acc"] for r in rows], "--", color="grey", label="training accuracy")
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="Accuracy per epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
+                             title: str = "Validation accuracy per epoch"):
+    """Validation-accuracy curves of several runs on one axis, e.g. pretrained vs from scratch."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, history in histories.items():
+        rows = _training_rows(history)
+        ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], "o-", label=name)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance")
+    ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.4, 1.02), title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# ------------------------------------------------------------- evaluation (metrics.py, evaluate.py, notebook 04)
+
+
+def plot_confusion_matrix(cm, classes=None, title: str = "Confusion matrix",
+                          path: Path | str | None = None):
+    """The reference's ``confusion_matrix.png``: counts with row percentages; rows true, columns predicted.
+
+    Class names default to the words of ``$DETECTLIB_LANG`` (Generada / Real, or AI-generated / Real).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .labels import class_labels
+
+    classes = class_labels() if classes is None else classes
+
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(cm):
+        ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center",
+                color="white" if share[i, j] > 0.6 else "black")
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes, yticklabels=classes,
+           xlabel="predicted", ylabel="true", title=title)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_roc_pr(scores: dict, path: Path | str | None = None):
+    """ROC and precision-recall curves of several detectors (``{name: object with y_true, p_ai}``), ai positive,
+    with AUC and average precision in the legend and the 5 % false-positive line marked."""
+    import matplotlib.pyplot as plt
+
+    from . import metrics
+
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for name, s in scores.items():
+        roc, pr = metrics.roc(s.y_true, s.p_ai), metrics.precision_recall(s.y_true, s.p_ai)
+        ax_roc.plot(roc.x, roc.y, label=f"{name} (AUC {roc.area:.3f})")
+        ax_pr.step(pr.x, pr.y, where="post", label=f"{name} (AP {pr.area:.3f})")
+    ax_roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax_roc.axvline(0.05, color="red", lw=0.8, ls="--", label="5 % false positives")
+    ax_roc.set(xlabel="false-positive rate (real flagged)", ylabel="true-positive rate (fakes caught)",
+               title="ROC", xlim=(0, 1), ylim=(0, 1.02))
+    ax_pr.set(xlabel="recall (ai)", ylabel="precision (ai)", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = None):
+    """Reliability diagram: observed share of ai against mean p(ai) per bin, one line per detector, with ECE;
+    points on the diagonal mean "p(ai) = 0.8 is right 80 % of the time"."""
+    import matplotlib.pyplot as plt
+
+    from . import metrics
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfectly calibrated")
+    for name, s in scores.items():
+        rel = metrics.reliability(s.y_true, s.p_ai, n_bins)
+        full = rel.counts > 0
+        ax.plot(rel.mean_p[full], rel.frac_ai[full], "o-", label=f"{name} (ECE {rel.ece:.3f})")
+    ax.set(xlabel="mean predicted p(ai)", ylabel="observed share of ai", title="Reliability", xlim=(0, 1),
+           ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = None):
+    """Heatmap of a cross-generator matrix (rows: trained on, columns: tested on); the diagonal is the usual
+    in-distribution number, the rest is what happens on a generator the detector never saw."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.asarray(getattr(matrix, metric))
+    fig, ax = plt.subplots(figsize=(1.2 * len(matrix.test_generators) + 2, 1.0 * len(matrix.train_generators) + 1.5))
+    image = ax.imshow(values, cmap="RdYlGn", vmin=0.5 if metric in ("auc", "accuracy") else 0, vmax=1)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
+    ax.set(xticks=range(len(matrix.test_generators)), xticklabels=matrix.test_generators,
+           yticks=range(len(matrix.train_generators)), yticklabels=matrix.train_generators,
+           xlabel="tested on", ylabel="trained on", title=f"Cross-generator {metric}")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_robustness(rows, path: Path | str | None = None):
+    """Accuracy and AUC under JPEG, downscaling and blur (rows from ``evaluate.robustness_sweep``): one panel per
+    perturbation family, the unperturbed value as each curve's first point."""
+    import matplotlib.pyplot as plt
+
+    families = [("jpeg", "JPEG quality", True), ("downscale", "downscale factor", True), ("blur", "blur σ", False)]
+    detectors = list(dict.fromkeys(r["detector"] for r in rows))
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharey="row")
+    for col, (kind, xlabel, descending) in enumerate(families):
+        for metric, ax in zip(("accuracy", "auc"), axes[:, col], strict=True):
+            for name in detectors:
+                base = [r for r in rows if r["detector"] == name and r["kind"] == "none"]
+                points = [r for r in rows if r["detector"] == name and r["kind"] == kind]
+                origin = {"jpeg": 100, "downscale": 1, "blur": 0}[kind]
+                xs = [origin] * len(base) + [r["value"] for r in points]
+                ax.plot(xs, [r[metric] for r in base + points], "o-", label=name)
+            if descending:
+                ax.invert_xaxis()
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+            ax.set(xlabel=xlabel, ylabel=metric, ylim=(0.3, 1.02))
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Robustness to everyday edits (first point: the original image)")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------- Grad-CAM heatmaps (explain.py, notebook 05)
+
+
+def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, alpha: float = 0.45,
+                      path: Path | str | None = None):
+    """Images on top, then one row of heatmap overlays per entry of ``rows`` (name -> one map per image).
+
+    One figure for every comparison of notebook 05: rows are layers (layer by layer), detectors (CLIP vs
+    ConvNeXt) or CAM methods; columns are images (fakes next to reals). Maps are drawn on ``images`` as given:
+    pass ``explain.model_view`` images when a CLIP head saw a centre crop.
+    """
+    import matplotlib.pyplot as plt
+
+    from .explain import overlay
+
+    images, rows = list(images), dict(rows)
+    n_rows, n_cols = 1 + len(rows), len(images)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.9 * n_cols + 0.6, 1.9 * n_rows), squeeze=False)
+    for col, image in enumerate(images):
+        axes[0, col].imshow(image)
+        if col_titles is not None:
+            axes[0, col].set_title(col_titles[col], fontsize=8)
+    for row, (name, maps) in enumerate(rows.items(), start=1):
+        for col, image in enumerate(images):
+            axes[row, col].imshow(overlay(image, maps[col], alpha))
+        axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    axes[0, 0].set_ylabel("image", fontsize=7, rotation=0, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_deletion_check(results, path: Path | str | None = None):
+    """Drop in p(target) when the hottest pixels are masked vs random regions of the same size, per image
+    (name -> ``explain.DeletionResult``): a faithful heatmap gives the taller orange bars."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(results)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2))
+    ax.bar(x - 0.2, [results[n].drop_hot for n in names], 0.4, color="tab:orange", label="hottest region masked")
+    ax.bar(x + 0.2, [results[n].drop_random for n in names], 0.4, color="tab:grey", label="random region masked")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    first = results[names[0]]
+    ax.set(ylabel="drop in p(target)", title=f"Deletion check: {first.k:.0%} of the pixels masked ({first.fill})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# -------------------------------------------------------------- frozen-encoder embeddings (features, notebook 03)
+
+
+def plot_embedding_pca(sets, path: Path | str | None = None, title: str = "Frozen-encoder embeddings, PCA"):
+    """The embeddings of several generators' images (``{generator: features.EmbeddedSet}``) projected on their
+    first two principal components, coloured by class (left) and by generator (right): if the classes already
+    separate here, a linear head on these vectors has an easy job."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from .config import CLASSES
+    from .features import pca_2d
+
+    names = list(sets)
+    points = pca_2d(torch.cat([sets[n].embeddings for n in names]))
+    labels = np.concatenate([sets[n].labels.numpy() for n in names])
+    groups = np.concatenate([[i] * len(sets[n].labels) for i, n in enumerate(names)]).astype(int)
+    fig, (by_class, by_gen) = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
+    for index, (name, color) in enumerate(zip(CLASSES, ("tab:red", "tab:green"), strict=True)):
+        mask = labels == index
+        by_class.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, color=color, label=name)
+    for index, name in enumerate(names):
+        mask = (groups == index) & (labels == CLASSES.index("ai"))
+        by_gen.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, label=f"{name} (ai)")
+    real = labels != CLASSES.index("ai")  # real photos are one population whichever folder holds them
+    by_gen.scatter(points[real, 0], points[real, 1], s=8, alpha=0.3, color="grey", label="nature (all)")
+    by_class.set(title="by class", xlabel="PC 1", ylabel="PC 2")
+    by_gen.set(title="by generator", xlabel="PC 1")
+    for ax in (by_class, by_gen):
+        ax.legend(fontsize=8, markerscale=2)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# ------------------------------------------------------------------ dataset figures (synth.py, audit.py, notebook 01)
+
+
+def plot_thumbnail_grid(groups: dict, path: Path | str | None = None, title: str | None = None):
+    """One row of thumbnails per group (e.g. ``"AE ai"``, ``"AE nature"``): look before you train.
+
+    ``groups`` maps a row label to a list of uint8 images (H, W, 3); rows may be shorter than the longest.
+    """
+    import matplotlib.pyplot as plt
+
+    labels = list(groups)
+    cols = max((len(images) for images in groups.values()), default=0) or 1
+    fig, axes = plt.subplots(len(labels), cols, figsize=(1.1 * cols + 1.2, 1.15 * len(labels)), squeeze=False)
+    for row, label in enumerate(labels):
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(groups[label]):
+                ax.imshow(groups[label][col], interpolation="nearest")
+        axes[row][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_spectra(spectra: dict, path: Path | str | None = None, reference: str = "real"):
+    """Mean log-amplitude spectra (top) and their difference from ``reference`` (bottom), one column each.
+
+    ``spectra`` maps a name to a 2-D spectrum with zero frequency in the centre (``synth.mean_log_spectrum``).
+    Upsampling by 2 prints a pattern of period 2, 4, ... pixels: bright dots at ±1/2, ±1/4 ... cycles/pixel.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(spectra)
+    base = spectra.get(reference)
+    rows = 2 if base is not None and len(names) > 1 else 1
+    fig, axes = plt.subplots(
+        rows, len(names), figsize=(2.6 * len(names) + 1, 2.5 * rows), squeeze=False, layout="constrained"
+    )
+    extent = (-0.5, 0.5, 0.5, -0.5)
+    low = min(float(np.percentile(s, 1)) for s in spectra.values())
+    high = max(float(s.max()) for s in spectra.values())
+    if rows == 2:
+        spread = max(float(np.abs(s - base).max()) for s in spectra.values()) or 1.0
+    for col, name in enumerate(names):
+        top = axes[0][col].imshow(spectra[name], cmap="viridis", vmin=low, vmax=high, extent=extent)
+        axes[0][col].set_title(name)
+        if rows == 2 and name == reference:
+            axes[1][col].axis("off")
+            note = f"bottom row:\neach spectrum\nminus {reference}"
+            axes[1][col].text(0.5, 0.5, note, ha="center", va="center", transform=axes[1][col].transAxes)
+        elif rows == 2:
+            diff = axes[1][col].imshow(
+                spectra[name] - base, cmap="RdBu_r", vmin=-spread, vmax=spread, extent=extent
+            )
+            axes[1][col].set_title(f"{name} − {reference}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([-0.5, 0, 0.5])
+        ax.set_yticks([-0.5, 0, 0.5])
+        ax.tick_params(labelsize=7)
+    axes[-1][-1].set_xlabel("cycles / pixel")
+    fig.colorbar(top, ax=axes[0].tolist(), shrink=0.8, label="mean log amplitude")
+    if rows == 2:
+        fig.colorbar(diff, ax=axes[1].tolist(), shrink=0.8, label="difference")
+    if path is not None:
+        save_figure(fig, path)
+    return fig
