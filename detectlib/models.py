@@ -138,8 +138,8 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, torch.Tensor) and value.ndim == 0:
-        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.ndim == 0 else value.detach().cpu()
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
@@ -160,10 +160,33 @@ def atomic_torch_save(obj: Any, path: Path | str) -> Path:
     return path
 
 
-def save_checkpoint(path: Path | str, state_dict: Mapping[str, torch.Tensor], **meta: Any) -> Path:
+def _to_cpu(value: Any) -> Any:
+    """Tensors moved to the CPU, containers rebuilt, everything else as it is (optimizer and scaler states)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def save_checkpoint(
+    path: Path | str,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    train_state: Mapping[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
     """A self-describing checkpoint: weights plus kind, arch, model_kwargs, classes, img_size, mean, std, epoch,
-    metrics, config. It loads with ``torch.load(..., weights_only=True)``: no code runs on load."""
+    metrics, config. It loads with ``torch.load(..., weights_only=True)``: no code runs on load.
+
+    ``train_state`` (optimizer and grad-scaler state dicts, for ``train.fit(resume=True)``) is stored untouched
+    apart from moving tensors to the CPU: torch's own state dicts hold only types ``weights_only`` accepts.
+    """
     payload = {"format": CHECKPOINT_FORMAT, **_plain(meta)}
+    if train_state is not None:
+        payload["train_state"] = _to_cpu(train_state)
     payload["state_dict"] = {k: v.detach().cpu() for k, v in state_dict.items()}
     return atomic_torch_save(payload, path)
 
