@@ -78,3 +78,16 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_has_a_colab_badge_to_itself_and_a_guarded_colab_setup(path):
+    cells = _cells(path)
+    rel = path.relative_to(ROOT).as_posix()
+    badges = re.findall(r"colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/(\S+?)\)", _source(cells[0]))
+    assert badges == [rel]
+    setup = [_source(c) for c in cells if c["cell_type"] == "code" and _source(c).startswith("# Colab set-up")]
+    assert len(setup) == 1
+    # runs only on Colab, never reinstalls torch nor upgrades ipywidgets, asks before mounting Drive
+    assert 'if os.path.exists("/content"):' in setup[0] and "MOUNT_DRIVE = False" in setup[0]
+    assert not re.search(r"install[^\n]*(torch|ipywidgets|--upgrade|-U\b)", setup[0])
