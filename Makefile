@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.detectlib-installed
 # Tests and the demo never reach a model hub: fail fast instead of retrying for a minute.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# Tests use tiny models: one thread each is faster than two fighting over 2 cores, and results repeat exactly.
+TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 DETECTLIB_PROFILE=smoke
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean test-browser
 
 setup: $(STAMP)
 
@@ -27,11 +29,24 @@ demo: $(STAMP)
 
 # Unit tests plus every notebook (lessons and exercises) under nbval, all in the tiny `smoke` profile.
 test: $(STAMP)
-	$(OFFLINE) DETECTLIB_PROFILE=smoke $(BIN)/python -m pytest tests notebooks \
+	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks \
 	  --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# Speed and memory against the kit's own ceilings (ratios within one run) -> results/bench.json.
+# Also times a fresh clone's set-up, `make demo` and `make test` (about 20 minutes in all).
+bench: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m detectlib.bench --full
 
 lint: $(STAMP)
 	$(BIN)/ruff check detectlib tests
 
 clean:
 	rm -rf build .smoke results
+
+# Notebook 05 in a real browser (issue 9): JupyterLab on 127.0.0.1, headless Debian Chromium driven by playwright,
+# Run All, then the image probe's dropdown and slider; screenshot in build/browser/ (git-ignored). Installs Debian's
+# chromium and the playwright package when missing; never `playwright install` (it downloads browsers).
+test-browser: $(STAMP)
+	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install -q -c constraints.txt playwright
+	$(OFFLINE) DETECTLIB_PROFILE=smoke DETECTLIB_BROWSER=1 $(BIN)/python -m pytest tests/browser -v -p no:cacheprovider
