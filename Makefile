@@ -49,4 +49,4 @@ clean:
 test-browser: $(STAMP)
 	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install -q -c constraints.txt playwright
-	$(OFFLINE) DETECTLIB_PROFILE=smoke DETECTLIB_BROWSER=1 $(BIN)/python -m pytest tests/browser -v -p no:cacheprovider
+	$(TEST_ENV) DETECTLIB_BROWSER=1 $(BIN)/python -m pytest tests/browser -v -p no:cacheprovider
