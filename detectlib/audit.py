@@ -9,6 +9,7 @@ tables), measures the 8x8 JPEG-block grid left in the pixels, and warns when the
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,18 @@ import numpy as np
 from PIL import Image
 
 from .config import CLASSES
-from .data import SPLITS, ImageLoadError, LayoutError, discover_generators, list_class_images, load_image
+from .data import (
+    SPLITS,
+    ImageLoadError,
+    LayoutError,
+    SkippedFileWarning,
+    check_file,
+    discover_generators,
+    extra_class_folders,
+    list_class_images,
+    load_image,
+    warn_skipped,
+)
 
 SHARE_GAP = 0.10  # a format whose share differs by more than this between the classes triggers a warning
 SIZE_GAP = 0.10  # a median width or height differing by more than this triggers a warning
@@ -238,7 +250,14 @@ def audit_dataset(root: Path | str, max_per_class: int = 200, seed: int = 0) -> 
             ]
             report.rows += rows
             report.warnings += _compare(*rows)
+            extra = extra_class_folders(folder / split)
+            if extra:
+                report.warnings.append(f"{gen}/{split}: unexpected folder(s) {', '.join(extra)} ignored; only ai/ "
+                                       "and nature/ are read (rename a class folder that was meant as one)")
             for row in rows:
+                if row["files"] == 0:
+                    report.warnings.append(f"{gen}/{split}/{row['class']}: no image files; a detector cannot "
+                                           "learn or be measured on a class it never sees")
                 report.unreadable += row["unreadable"]
                 if row["unreadable"]:
                     names = ", ".join(
@@ -257,15 +276,21 @@ def reencode_class(
     class JPEG, the other PNG). Sources are only read; the copy is a throwaway teaching example.
     """
     src, dst = Path(src), Path(dst)
+    skipped: list[tuple[Path, str]] = []
     for split in SPLITS:
         for name in CLASSES:
             for path in list_class_images(src / split / name):
                 target = dst / split / name / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if name == cls:
-                    load_image(path).save(target.with_suffix(f".{fmt.lower()}"), fmt, quality=quality)
-                else:
-                    target.write_bytes(path.read_bytes())
+                try:
+                    if name == cls:
+                        load_image(path).save(target.with_suffix(f".{fmt.lower()}"), fmt, quality=quality)
+                    else:
+                        target.write_bytes(check_file(path).read_bytes())
+                except ImageLoadError as err:  # the policy: skip, warn, summarise
+                    skipped.append((path, str(err)))
+                    warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=2)
+    warn_skipped(skipped, src)
     return dst
 
 

@@ -2,10 +2,17 @@
 
 Introduced in notebook 01 (layouts) and used by every later notebook. The reference layout is
 ``root/{train,val}/{ai,nature}``; GenImage-style trees put one such root per generator under ``data/raw/<GEN>``.
+
+The bad-file policy, the same in every module and command line: a file that cannot be read as an image is
+skipped with a warning naming it and the reason (``SkippedFileWarning``), and a summary follows
+(``skipped N unreadable files: ...``); ``strict=True`` (``--strict``) raises on the first one instead.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +37,56 @@ class LayoutError(ValueError):
     """A dataset folder that does not follow ``root/{train,val}/{ai,nature}``."""
 
 
+class SkippedFileWarning(UserWarning):
+    """A file left out under the default policy (skip, warn, summarise); ``strict=True`` raises instead."""
+
+
 def is_image_file(path: Path | str) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def skip_summary(skipped: Sequence[tuple[Path, str]] | Sequence[Path], limit: int = 20) -> str:
+    """``skipped N unreadable file(s): a.png, b.jpg, ...``: the last line of every run that skipped files."""
+    names = [Path(item[0] if isinstance(item, tuple) else item).name for item in skipped]
+    shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return f"skipped {len(names)} unreadable file{'s' if len(names) != 1 else ''}: {shown}"
+
+
+def warn_skipped(skipped: Sequence[tuple[Path, str]], where: Path | str | None = None, stacklevel: int = 2) -> None:
+    """The summary warning of the policy (nothing when nothing was skipped)."""
+    if skipped:
+        prefix = f"{where}: " if where is not None else ""
+        warnings.warn(prefix + skip_summary(skipped), SkippedFileWarning, stacklevel=stacklevel + 1)
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+               stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+_STAT_HINTS = {errno.ENOENT: "no such file, or a broken link; check the path",
+               errno.ELOOP: "a symlink loop: following the link never reaches a file; fix the link or remove it",
+               errno.EACCES: "permission denied; check its permissions or remove it from the folder"}
+
+
+def check_file(path: Path | str) -> Path:
+    """Raise ``ImageLoadError`` unless ``path`` is a non-empty regular file this process may read; never opens
+    it, so a FIFO named ``x.png`` cannot block the caller. Symlink loops, broken links, directories and
+    permissions are named as such. Every message reads ``<path>: not a readable image (<why>); <what to do>``."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as err:
+        why = _STAT_HINTS.get(err.errno, f"{err.strerror or type(err).__name__}; fix it or remove it from the folder")
+        raise ImageLoadError(f"{path}: not a readable image ({why.replace('; ', '); ', 1)}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise ImageLoadError(f"{path}: not a readable image (it is {kind}, not a file); remove it from the "
+                             "image folder")
+    if info.st_size == 0:
+        raise ImageLoadError(f"{path}: not a readable image (an empty file, 0 bytes: a download cut short?); "
+                             "download it again or remove it from the folder")
+    if not os.access(path, os.R_OK):
+        raise ImageLoadError(f"{path}: not a readable image (permission denied); check its permissions or "
+                             "remove it from the folder")
+    return path
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -51,7 +106,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def load_image(path: Path | str) -> Image.Image:
     """Open any image as RGB with its EXIF orientation applied; a bad file raises ``ImageLoadError`` naming it."""
-    path = Path(path)
+    path = check_file(path)
     try:
         with Image.open(path) as im:
             im.seek(0)  # first frame of an animated GIF/WebP
@@ -60,11 +115,15 @@ def load_image(path: Path | str) -> Image.Image:
             return _to_rgb(im)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
-            f"{path}: refused, its header claims more pixels than PIL's safety limit ({err}); "
-            "downscale it before using it"
+            f"{path}: not a readable image (refused: its header claims more pixels than PIL's safety limit, "
+            f"a possible decompression bomb: {err}); downscale it before using it"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
+        if isinstance(err, OSError) and err.errno is not None:  # the OS refused (permissions, I/O), not the decoder
+            raise ImageLoadError(f"{path}: not a readable image ({err.strerror}); check its permissions or "
+                                 "remove it from the folder") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = reason.replace(f" {str(path)!r}", "").replace(str(path), "the file")
         raise ImageLoadError(
             f"{path}: not a readable image ({reason}); re-save it as PNG or JPEG, or remove it from the folder"
         ) from None
@@ -119,10 +178,23 @@ def build_transforms(
 
 
 def list_class_images(class_root: Path) -> list[Path]:
-    """Image files directly inside one class folder, sorted, so every run sees the same order."""
+    """Entries named like images directly inside one class folder, sorted, so every run sees the same order.
+
+    Every such entry is listed, not only regular files: a directory, FIFO or broken link named ``x.png`` is
+    then skipped by the reader with a warning naming it (the policy), instead of vanishing silently.
+    """
+    class_root = Path(class_root)
     if not class_root.is_dir():
         return []
-    return sorted(p for p in class_root.iterdir() if p.is_file() and is_image_file(p))
+    return sorted(p for p in class_root.iterdir() if is_image_file(p))
+
+
+def extra_class_folders(split_root: Path | str) -> list[str]:
+    """Folders beside ``ai/`` and ``nature/`` that a reader ignores (``fake/``, ``AI/``, ``maybe/`` ...)."""
+    root = Path(split_root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in CLASSES)
 
 
 def check_layout(data_dir: Path | str, splits: Sequence[str] = SPLITS) -> Path:
@@ -145,7 +217,9 @@ class ImageFolderDataset:
 
     With ``preload`` every image is decoded and resized once into memory (small datasets: the demo set is a few
     MB), so an epoch costs only the flip and the normalisation. Unreadable files are skipped with a warning
-    naming them, or raise with ``strict=True``.
+    naming them and a summary (listed in ``skipped``), or raise ``ImageLoadError`` with ``strict=True``; a class
+    with no readable image warns, or raises ``LayoutError`` with ``strict=True``. Without ``preload`` a file
+    that fails when read is replaced by the next readable one, with a warning (``strict``: it raises).
     """
 
     def __init__(self, root: Path | str, transform: ImageTransform, preload: bool = True, strict: bool = False):
@@ -156,9 +230,10 @@ class ImageFolderDataset:
         missing = [c for c in CLASSES if not (self.root / c).is_dir()]
         if missing:
             raise LayoutError(f"{self.root}: missing class folder(s) {', '.join(missing)}; expected ai/ and nature/")
-        extra = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name not in CLASSES)
+        extra = extra_class_folders(self.root)
         if extra:
             warnings.warn(f"{self.root}: ignoring unexpected class folder(s) {', '.join(extra)}", stacklevel=2)
+        self.strict = strict
         self.samples: list[tuple[Path, int]] = [
             (path, self.class_to_idx[c]) for c in CLASSES for path in list_class_images(self.root / c)
         ]
@@ -166,6 +241,30 @@ class ImageFolderDataset:
         self._cache = None
         if preload:
             self._preload(strict)
+        else:  # what can be told without decoding: directories, FIFOs, broken links, empty files
+            self.samples = [(p, label) for p, label in self.samples if self._file_ok(p)]
+            warn_skipped(self.skipped, self.root, stacklevel=2)
+        empty = [c for c in CLASSES if self.class_to_idx[c] not in set(self.targets)]
+        if empty:
+            message = (f"{self.root}: no readable image of class {', '.join(empty)}; "
+                       "a detector cannot learn or be measured on a class it never sees")
+            if strict:
+                raise LayoutError(message)
+            warnings.warn(message, SkippedFileWarning, stacklevel=2)
+
+    def _skip(self, path: Path, err: ImageLoadError) -> None:
+        if self.strict:
+            raise err
+        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=4)
+        self.skipped.append((path, str(err)))
+
+    def _file_ok(self, path: Path) -> bool:
+        try:
+            check_file(path)
+        except ImageLoadError as err:
+            self._skip(path, err)
+            return False
+        return True
 
     def _preload(self, strict: bool) -> None:
         kept, cache = [], []
@@ -173,13 +272,11 @@ class ImageFolderDataset:
             try:
                 cache.append(self.transform.prepare(load_image(path)))
             except ImageLoadError as err:
-                if strict:
-                    raise
-                warnings.warn(f"skipped {err}", stacklevel=3)
-                self.skipped.append((path, str(err)))
+                self._skip(path, err)
                 continue
             kept.append((path, label))
         self.samples, self._cache = kept, cache
+        warn_skipped(self.skipped, self.root, stacklevel=3)
 
     @property
     def targets(self) -> list[int]:
@@ -189,9 +286,20 @@ class ImageFolderDataset:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        path, label = self.samples[index]
-        prepared = self._cache[index] if self._cache is not None else self.transform.prepare(load_image(path))
-        return self.transform.finish(prepared), label
+        if self._cache is not None:
+            return self.transform.finish(self._cache[index]), self.samples[index][1]
+        for step in range(len(self.samples)):  # streaming: a file that fails now gives way to the next one
+            path, label = self.samples[(index + step) % len(self.samples)]
+            try:
+                image = load_image(path)
+            except ImageLoadError as err:
+                if self.strict:
+                    raise
+                warnings.warn(f"skipped {err} (the next image is used in its place)", SkippedFileWarning,
+                              stacklevel=2)
+                continue
+            return self.transform.finish(self.transform.prepare(image)), label
+        raise ImageLoadError(f"{self.root}: none of its {len(self.samples)} images can be read")
 
 
 def image_datasets(

@@ -5,6 +5,13 @@ the reference layout ``out/{train,val}/{ai,nature}``, each file renamed ``<GEN>_
 generators never collide. They only ever copy: a source is never moved, modified or deleted. A re-run adds
 nothing twice (the same bytes already there are skipped) and never overwrites a different file (a conflict is
 reported and skipped).
+
+The bad-file policy (``data``): they copy bytes and do not decode images, so by default only what cannot be read
+as a file (a directory, FIFO or broken link named like an image, an empty or unreadable file) is skipped, with a
+warning naming it and a summary; an undecodable image is copied as it is and skipped later by whatever reads the
+dataset. ``strict=True`` (``--strict``) checks everything before writing anything: every selected file must
+decode as an image and no destination may hold a different file, else the first problem is raised and nothing
+is copied, so a strict build is all or nothing.
 """
 
 from __future__ import annotations
@@ -23,34 +30,57 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .cli import command
 from .config import CLASSES
-from .data import SPLITS, LayoutError, discover_generators, list_class_images
+from .data import (
+    SPLITS,
+    ImageLoadError,
+    LayoutError,
+    SkippedFileWarning,
+    check_file,
+    discover_generators,
+    extra_class_folders,
+    list_class_images,
+    load_image,
+    skip_summary,
+    warn_skipped,
+)
 
 
 @dataclass
 class CopySummary:
-    """What a dataset tool did; ``conflicts`` are destinations that held a different file and were kept."""
+    """What a dataset tool did; ``conflicts`` are destinations that held a different file and were kept;
+    ``skipped`` are sources that could not be read as files, with the reason."""
 
     out_dir: Path
     copied: int = 0
     present: int = 0
     conflicts: list[Path] = field(default_factory=list)
     per_generator: dict[str, int] = field(default_factory=dict)  # files selected per generator
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         gens = ", ".join(f"{gen} {n}" for gen, n in self.per_generator.items())
-        return (
+        text = (
             f"{self.out_dir}: {self.copied} copied, {self.present} already present, "
             f"{len(self.conflicts)} conflicts (kept, not overwritten) [{gens}]"
         )
+        return text + (f"; {skip_summary(self.skipped)}" if self.skipped else "")
 
 
 def copy_file_safely(src: Path, dst: Path, summary: CopySummary) -> None:
     """Copy ``src`` to ``dst`` through a temporary name; skip identical bytes, never overwrite different ones.
 
     Introduced in notebook 01. The temporary name plus ``os.replace`` means an interrupted copy leaves no
-    half-written image at ``dst``.
+    half-written image at ``dst``. A source that cannot be read as a file (see ``data.check_file``) is skipped
+    with a warning and listed in ``summary.skipped``; the source is only ever read.
     """
+    try:
+        check_file(src)
+    except ImageLoadError as err:
+        summary.skipped.append((src, str(err)))
+        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=3)
+        return
     if dst.exists():
         if filecmp.cmp(src, dst, shallow=False):
             summary.present += 1
@@ -84,9 +114,41 @@ def _generators(raw_dir: Path) -> list[str]:
     return gens
 
 
-def _copy_plan(plan: list[tuple[Path, Path]], desc: str, summary: CopySummary) -> CopySummary:
+def _check_folders(raw_dir: Path, gen: str) -> None:
+    """Warn about what a generator folder holds that the tools will not copy: a missing class folder or an
+    unexpected one (``fake/`` for ``ai/``): a class must never vanish silently."""
+    for split in SPLITS:
+        folder = raw_dir / gen / split
+        if not folder.is_dir():
+            continue
+        missing = [c for c in CLASSES if not (folder / c).is_dir()]
+        extra = extra_class_folders(folder)
+        if missing or extra:
+            warnings.warn(
+                f"{folder}: "
+                + (f"no {', '.join(f'{c}/' for c in missing)} folder; " if missing else "")
+                + (f"ignoring unexpected folder(s) {', '.join(extra)}; " if extra else "")
+                + "only ai/ and nature/ are copied",
+                stacklevel=3,
+            )
+
+
+def _verify_plan(plan: list[tuple[Path, Path]]) -> None:
+    """``strict``: every source decodes as an image and no destination holds a different file; the first
+    problem raises (``ImageLoadError`` or ``FileExistsError``) before anything is written."""
+    for src, dst in tqdm(plan, desc="checking (strict)", unit="img", mininterval=1.0):
+        load_image(src)
+        if dst.exists() and not filecmp.cmp(src, dst, shallow=False):
+            raise FileExistsError(f"{dst} exists and differs from {src}; strict mode never builds over a different "
+                                  "file: delete the output folder or choose another --out_dir")
+
+
+def _copy_plan(plan: list[tuple[Path, Path]], desc: str, summary: CopySummary, strict: bool = False) -> CopySummary:
+    if strict:
+        _verify_plan(plan)
     for src, dst in tqdm(plan, desc=desc, unit="img", mininterval=1.0):
         copy_file_safely(src, dst, summary)
+    warn_skipped(summary.skipped, stacklevel=2)
     print(summary)
     return summary
 
@@ -96,11 +158,12 @@ def create_samples(
     out_dir: Path | str = "data/samples/ALL",
     n_per_class: int = 100,
     seed: int = 42,
+    strict: bool = False,
 ) -> CopySummary:
     """Reference §7.1: ``n_per_class`` random images per generator, split and class, copied into one dataset.
 
     Introduced in notebook 01. The draw is seeded and made from sorted file lists, so the same seed picks the
-    same files; a folder with fewer images gives all it has.
+    same files; a folder with fewer images gives all it has. ``strict``: see the module docstring.
     """
     if n_per_class < 0:
         raise ValueError(f"n_per_class must be >= 0, got {n_per_class}")
@@ -108,26 +171,28 @@ def create_samples(
     rng = np.random.default_rng(seed)
     summary, plan = CopySummary(out_dir), []
     for gen in _generators(raw_dir):
+        _check_folders(raw_dir, gen)
         for split in SPLITS:
             for cls in CLASSES:
                 files = list_class_images(raw_dir / gen / split / cls)
                 picked = [files[i] for i in sorted(rng.permutation(len(files))[:n_per_class])]
                 plan += [(f, out_dir / split / cls / f"{gen}_{f.name}") for f in picked]
                 summary.per_generator[gen] = summary.per_generator.get(gen, 0) + len(picked)
-    return _copy_plan(plan, "create_samples", summary)
+    return _copy_plan(plan, "create_samples", summary, strict)
 
 
 def create_full_all(
-    raw_dir: Path | str = "data/raw", out_dir: Path | str = "data/raw/ALL_full"
+    raw_dir: Path | str = "data/raw", out_dir: Path | str = "data/raw/ALL_full", strict: bool = False
 ) -> CopySummary:
     """Reference §7.2: every generator folder merged into one dataset, each file prefixed ``<GEN>_``.
 
     Introduced in notebook 01. The output's name starts with ``ALL``, so generator discovery skips it even
-    inside ``raw_dir``.
+    inside ``raw_dir``. ``strict``: see the module docstring.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     summary, plan = CopySummary(out_dir), []
     for gen in _generators(raw_dir):
+        _check_folders(raw_dir, gen)
         files = [
             (f, out_dir / split / cls / f"{gen}_{f.name}")
             for split in SPLITS
@@ -136,19 +201,35 @@ def create_full_all(
         ]
         plan += files
         summary.per_generator[gen] = len(files)
-    return _copy_plan(plan, "create_full_all", summary)
+    return _copy_plan(plan, "create_full_all", summary, strict)
+
+
+STRICT_HELP = ("check every file before copying anything: each must decode as an image and no destination may "
+               "hold a different file; the first problem stops the run with nothing copied (default: copy bytes, "
+               "skip what cannot be read as a file with a warning, keep conflicting destinations)")
 
 
 def run_cli(tool: Callable[..., CopySummary], argv: Sequence[str] | None, prog: str) -> int:
     """The command line of a tool: one ``--flag`` per keyword of its signature (the reference's names and
-    defaults), a one-line error and exit code 2 for a missing or empty ``--raw_dir``."""
+    defaults, ``--strict`` a switch); bad input (a missing or empty ``--raw_dir``, a bad file under
+    ``--strict``) is a one-line error with exit code 2 (``cli.command``)."""
     parser = argparse.ArgumentParser(prog=prog, description=(tool.__doc__ or "").splitlines()[0])
     for name, param in inspect.signature(tool).parameters.items():
+        if isinstance(param.default, bool):
+            parser.add_argument(f"--{name}", action="store_true", help=STRICT_HELP if name == "strict" else None)
+            continue
         kind = int if isinstance(param.default, int) else str
         parser.add_argument(f"--{name}", type=kind, default=param.default, help=f"default: {param.default}")
-    try:
-        tool(**vars(parser.parse_args(argv)))
-    except (LayoutError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    @command
+    def main(args: Sequence[str] | None) -> int:
+        try:
+            tool(**vars(parser.parse_args(args)))
+        except ValueError as err:  # e.g. a negative --n_per_class (ImageLoadError / LayoutError go to command)
+            if isinstance(err, ImageLoadError | LayoutError):
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+
+    return main(argv)

@@ -19,6 +19,7 @@ import io
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,8 +28,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from . import metrics
+from .cli import add_strict, command
 from .config import CLASSES, Profile, get_paths, get_profile
-from .data import LayoutError, check_layout, discover_generators, list_class_images
+from .data import LayoutError, check_layout, discover_generators, extra_class_folders, list_class_images
 from .infer import score_paths
 from .labels import DEFAULT_THRESHOLD
 from .models import CheckpointError, Detector, load_checkpoint, load_detector
@@ -90,6 +92,10 @@ def labelled_files(folder: Path | str, max_per_class: int | None = None) -> tupl
     present = [c for c in CLASSES if (folder / c).is_dir()]
     if not present:
         raise LayoutError(f"{folder}: no ai/ or nature/ folder in it; expected {folder}/{{ai,nature}}/ with images")
+    extra = extra_class_folders(folder)
+    if extra:
+        warnings.warn(f"{folder}: ignoring unexpected folder(s) {', '.join(extra)}; only ai/ and nature/ are scored",
+                      stacklevel=3)
     files, labels = [], []
     for index, name in enumerate(CLASSES):
         found = list_class_images(folder / name)[:max_per_class]
@@ -109,11 +115,15 @@ def score_folder(
     progress: bool = False,
     name: str = "",
     max_per_class: int | None = None,
+    strict: bool = False,
 ) -> Scores:
-    """Score ``data_dir/<split>/{ai,nature}`` (or ``data_dir/{ai,nature}`` with ``split=None``)."""
+    """Score ``data_dir/<split>/{ai,nature}`` (or ``data_dir/{ai,nature}`` with ``split=None``). Unreadable files
+    are left out with a warning each and a summary, and listed in ``Scores.skipped`` (``strict``: the first one
+    raises ``ImageLoadError``)."""
     folder = Path(data_dir) / split if split else Path(data_dir)
     files, labels = labelled_files(folder, max_per_class)
-    pred = score_paths(detector, files, batch_size=batch_size, workers=workers, perturb=perturb, progress=progress)
+    pred = score_paths(detector, files, batch_size=batch_size, workers=workers, perturb=perturb, progress=progress,
+                       strict=strict)
     y_true = np.asarray(labels, dtype=int)[pred.kept] if pred.kept else np.zeros(0, dtype=int)
     return Scores(y_true, pred.p_ai, pred.paths, split or folder.name, name or str(folder), pred.skipped)
 
@@ -495,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32, help="batch size (default: %(default)s)")
     parser.add_argument("--figure", default="results/figures/confusion_matrix.png",
                         help="where to save the confusion matrix (default: %(default)s)")
+    add_strict(parser)
     return parser
 
 
@@ -514,8 +525,10 @@ def format_confusion(cm: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
-    """The reference's evaluation (§4). Bad paths and checkpoints: a one-line error, exit code 2."""
+    """The reference's evaluation (§4). Bad paths and checkpoints: a one-line error, exit code 2. Unreadable
+    images are skipped with a warning each and a summary (``--strict``: the first one is an error, exit 2)."""
     args = build_parser().parse_args(argv)
     model_path = Path(args.model_path)
     try:
@@ -528,9 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, LayoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    scores = score_folder(detector, data_dir, args.split, batch_size=args.batch_size, progress=True)
-    for path, reason in scores.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    scores = score_folder(detector, data_dir, args.split, batch_size=args.batch_size, progress=True,
+                          strict=args.strict)
     if not len(scores):
         print(f"error: {data_dir / args.split}: no readable images", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from .config import CLASSES
-from .data import ImageLoadError, list_class_images, load_image
+from .data import ImageLoadError, SkippedFileWarning, check_file, list_class_images, load_image, warn_skipped
 from .models import atomic_torch_save
 
 CACHE_FORMAT = "detectlib-embeddings/1"
@@ -93,10 +93,29 @@ def embed_samples(
     cache_dir: Path | str | None,
     batch_size: int = 32,
     progress: bool = False,
+    strict: bool = False,
 ) -> EmbeddedSet:
     """Embed (path, label) pairs with a frozen encoder, reading and extending the cache in ``cache_dir``
-    (``None``: no cache, every image is encoded). Unreadable images are skipped with a warning."""
+    (``None``: no cache, every image is encoded). Unreadable images are skipped with a warning each and a
+    summary (``strict``: the first one raises ``ImageLoadError``); the cache only ever holds readable ones."""
     stats = CacheStats()
+    skipped: list[tuple[Path, str]] = []
+
+    def skip(path: Path, err: ImageLoadError) -> None:
+        if strict:
+            raise err
+        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=3)
+        skipped.append((Path(path), str(err)))
+
+    readable = []
+    for path, label in samples:  # hashing opens the file: a FIFO or a loop named x.png is refused first
+        try:
+            check_file(path)
+        except ImageLoadError as err:
+            skip(path, err)
+            continue
+        readable.append((path, label))
+    not_files, samples = len(skipped), readable
     digests = [file_digest(path) for path, _ in samples]
     key = encoder.cache_key
     store_path = cache_file(cache_dir, key) if cache_dir is not None else None
@@ -124,7 +143,7 @@ def embed_samples(
                 images.append(load_image(samples[index][0]))
                 batch_hashes.append(digest)
             except ImageLoadError as err:
-                warnings.warn(f"skipped {err}", stacklevel=2)
+                skip(samples[index][0], err)
                 unreadable.add(digest)
         if images:
             with torch.inference_mode():
@@ -134,13 +153,14 @@ def embed_samples(
     stats.encode_seconds = time.perf_counter() - began
     encoded = set(new_hashes)
     stats.misses = sum(d in encoded for d in digests)
-    stats.skipped = sum(d in unreadable for d in digests)
+    stats.skipped = sum(d in unreadable for d in digests) + not_files
     rows.update(zip(new_hashes, new_rows, strict=True))
     if store_path is not None and new_hashes:
         all_hashes = hashes + new_hashes
         all_rows = torch.cat([t for t in (stored, torch.stack(new_rows)) if t is not None])
         atomic_torch_save({"format": CACHE_FORMAT, "cache_key": key, "hashes": all_hashes,
                            "embeddings": all_rows}, store_path)
+    warn_skipped(skipped, stacklevel=2)
     kept = [i for i, d in enumerate(digests) if d in rows]
     vectors = [rows[digests[i]] for i in kept]
     return EmbeddedSet(
@@ -165,15 +185,16 @@ def embed_folder(
     batch_size: int = 32,
     progress: bool = False,
     limit: int | None = None,
+    strict: bool = False,
 ) -> EmbeddedSet:
     """Embed a split folder (``<split>/{ai,nature}``, the first ``limit`` images of each class) or any dataset
     with ``.samples`` (e.g. ``data``'s ``ImageFolderDataset``) through the cache; ``result.stats`` says how many
-    came from the cache."""
+    came from the cache. Unreadable images: skipped with a warning each and a summary (``strict``: raise)."""
     if isinstance(folder_or_dataset, str | Path):
         samples = folder_samples(folder_or_dataset, limit)
     else:
         samples = list(folder_or_dataset.samples)
-    return embed_samples(encoder, samples, cache_dir, batch_size, progress)
+    return embed_samples(encoder, samples, cache_dir, batch_size, progress, strict)
 
 
 def embed_generators(
@@ -202,14 +223,38 @@ def pca_2d(embeddings: torch.Tensor) -> Any:
 
 class PixelDataset:
     """The same (path, label) pairs as pixel values through the encoder's preprocessing, decoded on every access:
-    what training without the cache (fine-tuning, or the recompute baseline of ``cache_speedup``) reads."""
+    what training without the cache (fine-tuning, or the recompute baseline of ``cache_speedup``) reads.
 
-    def __init__(self, samples: Sequence[tuple[Path, int]], preprocess: Any):
-        self.samples, self.preprocess = list(samples), preprocess
+    The policy without decoding everything up front: entries that are not readable files are left out at once
+    with a warning; an image that fails to decode later is replaced by the next readable one, with a warning
+    (``strict``: both raise ``ImageLoadError``)."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], preprocess: Any, strict: bool = False):
+        self.preprocess, self.strict = preprocess, strict
+        self.samples, self.skipped = [], []
+        for path, label in samples:
+            try:
+                self.samples.append((check_file(path), label))
+            except ImageLoadError as err:
+                if strict:
+                    raise
+                warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=2)
+                self.skipped.append((Path(path), str(err)))
+        warn_skipped(self.skipped, stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        return self.preprocess([load_image(path)])[0], label
+        for step in range(len(self.samples)):
+            path, label = self.samples[(index + step) % len(self.samples)]
+            try:
+                image = load_image(path)
+            except ImageLoadError as err:
+                if self.strict:
+                    raise
+                warnings.warn(f"skipped {err} (the next image is used in its place)", SkippedFileWarning,
+                              stacklevel=2)
+                continue
+            return self.preprocess([image])[0], label
+        raise ImageLoadError(f"none of the {len(self.samples)} images can be read")

@@ -17,13 +17,18 @@ names. Errors are one line, exit code 2. Lean on purpose: no matplotlib, no pyto
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import ImageLoadError, load_image
+from .cli import command
+from .cli import fail as _fail
 from .config import get_language
+from .data import ImageLoadError, load_image
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction
+
 
 # The two lines the reference adds to infer's output (its table lives in ``labels``).
 def output_path(image_path: Path | str, out_dir: Path | str) -> Path:
@@ -54,11 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+def save_atomic(image, path: Path) -> Path:
+    """Save a PIL image as JPEG through a temporary file and a rename: never a half-written overlay."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="JPEG", quality=95)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model_path = Path(args.model_path)
@@ -81,9 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = explain(detector, image, layer=args.target_layer, target=args.target)
     except LayerError as err:
         return _fail(str(err))
-    out = output_path(args.image_path, args.out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.overlays(args.alpha)[0].save(out, quality=95)
+    out = save_atomic(result.overlays(args.alpha)[0], output_path(args.image_path, args.out_dir))
     words = LABELS[args.lang]
     print(format_prediction(float(result.p_ai[0]), args.lang, args.threshold))
     print(f"🧠 {words['layer']}: {result.layer}" + (f" ({result.note})" if result.note else ""))

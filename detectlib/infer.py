@@ -7,8 +7,10 @@ Introduced in notebook 04::
     📊 Confianza: 97.32%
 
 ``--lang en`` prints English words; several ``--image_path`` values or ``--image_dir`` write a CSV
-(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``). Either detector is recognised from its
-checkpoint. Lean on purpose: one prediction should cost little more than ``import torch, timm``, so nothing here
+(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``; UTF-8, a file name that is not valid UTF-8
+written with backslash escapes). Unreadable files are skipped with a warning each and a summary (``--strict``:
+the first one stops the run); one unreadable ``--image_path`` alone is a one-line error, exit code 2. Either
+detector is recognised from its checkpoint. Lean on purpose: one prediction should cost little more than ``import torch, timm``, so nothing here
 imports scikit-learn or matplotlib, torch loads only once the paths are known to exist, and transformers only
 when the checkpoint is a CLIP head. ``evaluate`` scores through ``score_paths`` too.
 """
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +30,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import ImageLoadError, is_image_file, load_image
+from .cli import add_strict, command
+from .cli import fail as _fail
 from .config import get_language
+from .data import ImageLoadError, SkippedFileWarning, is_image_file, load_image, warn_skipped
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
 
 if TYPE_CHECKING:
@@ -73,12 +80,15 @@ def score_paths(
     workers: int = 0,
     perturb: Callable[[Image.Image], Image.Image] | None = None,
     progress: bool = False,
+    strict: bool = False,
+    warn: bool = True,
 ) -> Predictions:
     """The whole pipeline, batched: decode each file, optionally perturb it (robustness), preprocess with the
     detector's own transform, and run the model under ``torch.inference_mode``.
 
     ``workers`` > 0 decodes in background processes while the model runs; unreadable files are skipped and
-    listed in ``skipped``.
+    listed in ``skipped``, each with a ``SkippedFileWarning`` and then a summary (``warn=False``: silently);
+    ``strict``: the first one raises ``ImageLoadError``.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -94,17 +104,41 @@ def score_paths(
         for batch in loader:
             good = [(i, tensor) for i, tensor, _ in batch if tensor is not None]
             skipped += [(paths[i], err) for i, tensor, err in batch if tensor is None]
+            for _, _, err in batch:
+                if err is not None and strict:
+                    raise ImageLoadError(err)
+                if err is not None and warn:
+                    warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=2)
             if good:
                 scores.append(detector.p_ai(torch.stack([t for _, t in good])).float().cpu())
                 kept += [i for i, _ in good]
             bar.update(len(batch))
+    if warn:
+        warn_skipped(skipped)
     p_ai = torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
     return Predictions([paths[i] for i in kept], p_ai, skipped, kept)
 
 
 def find_images(folder: Path | str) -> list[Path]:
-    """Every image file under ``folder`` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+    """Every entry named like an image under ``folder`` (recursively, never following a link to a folder), sorted.
+    Entries that are not regular files (a folder or FIFO named ``x.png``, a broken link) are kept, so that
+    scoring skips them with a warning naming them rather than dropping them silently."""
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
+
+
+def write_csv_file(predictions: Predictions, path: Path | str, threshold: float = DEFAULT_THRESHOLD) -> Path:
+    """``write_csv`` to ``path`` through a temporary file and a rename: an interrupted run leaves no half CSV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as out:
+            write_csv(predictions, out, threshold)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_csv(predictions: Predictions, out, threshold: float = DEFAULT_THRESHOLD) -> None:
@@ -131,14 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "or the CLIP head's score 0); use one chosen on validation")
     parser.add_argument("--out_csv", help="CSV to write (default predictions.csv in CSV mode; '-' for stdout)")
     parser.add_argument("--batch_size", type=int, default=32)
+    add_strict(parser)
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.image_path and not args.image_dir:
@@ -149,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "or check the path")
     images = [Path(p) for p in args.image_path]
     for path in images:
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():  # a loop or a FIFO exists: the loader names what it is
             return _fail(f"--image_path {path}: image not found")
     if args.image_dir:
         if not Path(args.image_dir).is_dir():
@@ -171,9 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         detector = load_detector(model_path)
     except CheckpointError as err:
         return _fail(str(err))
-    predictions = score_paths(detector, images, batch_size=args.batch_size, progress=not single)
-    for path, reason in predictions.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    predictions = score_paths(detector, images, batch_size=args.batch_size, progress=not single,
+                              strict=args.strict)
+    if not len(predictions.paths):
+        return _fail(f"none of the {len(images)} image files could be read")
     if single:
         print(format_prediction(float(predictions.p_ai[0]), args.lang, args.threshold))
         return 0
@@ -181,12 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out_csv == "-":
         write_csv(predictions, sys.stdout, args.threshold)
     else:
-        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(out_csv, "w", newline="") as out:
-            write_csv(predictions, out, args.threshold)
+        write_csv_file(predictions, out_csv, args.threshold)
         print(f"wrote {len(predictions.paths)} predictions to {out_csv}"
               + (f" ({len(predictions.skipped)} unreadable files skipped)" if predictions.skipped else ""))
-    return 0 if len(predictions.paths) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -191,29 +191,85 @@ def save_checkpoint(
     return atomic_torch_save(payload, path)
 
 
+# The first bytes of what people pass as a checkpoint by mistake, to say what the file is instead.
+_NOT_CHECKPOINTS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                    b"RIFF": "a WebP image", b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image",
+                    b"\x1f\x8b": "a gzip archive"}
+
+
+def _unpickler_detail(err: Exception) -> str:
+    """The line of torch's long weights-only message that says what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+    detail = detail.split("WeightsUnpickler error:", 1)[-1].strip()
+    if not detail:  # the reason sits on the line after the marker
+        marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+        detail = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else type(err).__name__
+    return detail.split(". Please use", 1)[0]
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that cannot be a torch checkpoint is, from its first bytes; None when it could be one (a zip
+    archive as ``torch.save`` writes, or a legacy pickle)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    kind = next((name for magic, name in _NOT_CHECKPOINTS.items() if head.startswith(magic)), None)
+    return kind or ("a text file" if head.isascii() else "not a PyTorch file")
+
+
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described as a
-    ConvNeXt-Tiny at 224 px with classes ai/nature."""
+    ConvNeXt-Tiny at 224 px with classes ai/nature.
+
+    Three different failures, three different messages: a file that is not a checkpoint at all (an image, text,
+    an empty or cut-short file), a checkpoint whose pickle would import code (refused: that is how a shared
+    ``.pth`` runs a payload; nothing in it runs), and a readable file that is neither a detectlib checkpoint nor
+    a state dict."""
     import pickle
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; train one first or check --model_path")
+    kind = _sniff(path)
+    if kind is not None:
+        raise CheckpointError(f"{path}: not a checkpoint, it is {kind}; pass the .pth that training wrote "
+                              "(e.g. models/saved_models/best.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).splitlines()[0]
-        raise CheckpointError(
-            f"{path}: refused, it holds pickled objects that would run code on load ({reason}); "
-            "only load checkpoints you trust, re-saved as plain state dicts"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+        detail = _unpickler_detail(err)
+        if "global" in detail.lower():  # torch refused to import a callable: a payload, or a foreign class
+            raise CheckpointError(
+                f"{path}: refused, it holds pickled objects that would run code on load ({detail}); "
+                "only load checkpoints you trust, re-saved as plain state dicts"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or not written by torch.save "
+                              f"({detail})") from None
+    except Exception as err:  # noqa: BLE001 - any other failure of a weights-only load means a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or cut short ({reason}); "
+                              "train it again or copy it again") from None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return describe_bare_state_dict(obj)
     raise CheckpointError(f"{path}: not a detectlib checkpoint nor a state dict")
+
+
+def check_compatible(ckpt: Mapping[str, Any], arch: str, classes: Sequence[str] = CLASSES,
+                     source: Path | str = "checkpoint") -> None:
+    """Raise a ``CheckpointError`` naming both sides when a checkpoint was made for another architecture or
+    another class set than the model it is about to be loaded into."""
+    theirs = (ckpt.get("arch"), list(ckpt.get("classes") or []))
+    if theirs != (arch, list(classes)):
+        raise CheckpointError(
+            f"{source}: holds {theirs[0]} with classes {theirs[1]}, but this run builds {arch} with classes "
+            f"{list(classes)}; use the matching --model, or another --out_dir for a new run"
+        )
 
 
 def describe_bare_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -290,8 +346,12 @@ class Detector:
 
 
 def load_detector(path: Path | str, device: str | torch.device | None = None) -> Detector:
-    """Either detector from its checkpoint, recognised by the checkpoint's ``kind``."""
+    """Either detector from its checkpoint, recognised by the checkpoint's ``kind``. A checkpoint whose classes
+    are not detectlib's (``ai``, ``nature``, in that order) is refused: its scores would mean something else."""
     ckpt = load_checkpoint(path)
+    if list(ckpt.get("classes") or CLASSES) != list(CLASSES):
+        raise CheckpointError(f"{path}: trained for classes {list(ckpt['classes'])}, but detectlib scores classes "
+                              f"{list(CLASSES)} (ai = 0, nature = 1); retrain it on the reference layout")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if ckpt["kind"] == "clip_head":
         from .clip_head import detector_from_checkpoint

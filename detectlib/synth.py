@@ -36,8 +36,18 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from .cli import command
 from .config import Profile, get_paths, get_profile
-from .data import SPLITS, LayoutError, discover_generators, list_class_images, load_image
+from .data import (
+    SPLITS,
+    ImageLoadError,
+    LayoutError,
+    SkippedFileWarning,
+    discover_generators,
+    list_class_images,
+    load_image,
+    warn_skipped,
+)
 
 BUILD_VERSION = 1  # bump when a change to this module changes the images it writes
 MANIFEST = "synth_manifest.json"
@@ -524,7 +534,9 @@ def _ensure_resampling_control(profile: Profile, seed: int, root: Path, pools: d
     pools = pools or {"val": PatchPool(profile.img_size, "val")}
     sources = pools["val"].sample("source", profile.val_per_class, _family_rng(seed, CONTROL_NAME, "source/val"))
     count = build_resampling_control(sources, out)
-    manifest.write_text(json.dumps({"settings": settings, "counts": {"val": {"nature": count}}}, indent=2))
+    tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")  # a manifest is never half-written
+    tmp.write_text(json.dumps({"settings": settings, "counts": {"val": {"nature": count}}}, indent=2))
+    os.replace(tmp, manifest)
     print(f"Resampling control: {count} bicubic-upscaled real patches (label nature) in {out}")
 
 
@@ -584,10 +596,20 @@ def dataset_spectra(
 
 
 def _read_images(paths: Iterable[Path]) -> list[np.ndarray]:
-    return [np.asarray(load_image(path)) for path in paths]
+    """Decoded images; an unreadable file is skipped with a warning (the ``data`` policy)."""
+    images, skipped = [], []
+    for path in paths:
+        try:
+            images.append(np.asarray(load_image(path)))
+        except ImageLoadError as err:
+            warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=3)
+            skipped.append((path, str(err)))
+    warn_skipped(skipped, stacklevel=3)
+    return images
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m detectlib.synth [--profile demo] [--force] [--seed 0] [--root DIR]``: build the demo set."""
     parser = argparse.ArgumentParser(prog="python -m detectlib.synth", description=__doc__.splitlines()[0])

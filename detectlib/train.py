@@ -29,11 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from .cli import add_strict, command
 from .config import CLASSES, Profile, get_paths, get_profile
 from .data import LayoutError, check_layout, image_datasets, list_class_images
 from .models import (
     CheckpointError,
     PretrainedWeightsError,
+    check_compatible,
     create_timm_model,
     load_checkpoint,
     normalisation_of,
@@ -294,7 +296,14 @@ def fit(
         ckpt = load_checkpoint(last)
         if "train_state" not in ckpt:
             raise CheckpointError(f"{last}: holds no optimizer state, so training cannot resume from it")
-        model.load_state_dict(ckpt["state_dict"])
+        if checkpoint_meta and "arch" in checkpoint_meta:
+            check_compatible(ckpt, checkpoint_meta["arch"], checkpoint_meta.get("classes") or CLASSES, last)
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise CheckpointError(f"{last}: its weights do not fit the model of this run ({lines[-1]}); was it "
+                                  "trained with other --model options?") from None
         optimizer.load_state_dict(ckpt["train_state"]["optimizer"])
         scaler.load_state_dict(ckpt["train_state"]["scaler"])
         history, start = History(list(ckpt["history"])), int(ckpt["epoch"]) + 1
@@ -405,13 +414,16 @@ def train_convnext(
     profile: Profile | str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> TrainResult:
     """Train a timm classifier (ConvNeXt by default) on a reference-layout folder (notebook 02, the CLI).
 
     Every ``None`` takes the profile's value (``model_kwargs`` only when the model is the profile's own).
     Checkpoints go to ``out_dir`` (default ``paths.models``), ``loss_curve.png`` and ``val_accuracy_curve.png``
     to ``figures_dir`` (default ``paths.results / "figures"``). A bad layout raises ``LayoutError`` before any
-    model is built; unobtainable weights raise ``PretrainedWeightsError``.
+    model is built; unobtainable weights raise ``PretrainedWeightsError``. Unreadable images are skipped with a
+    warning each and a summary (``strict``: the first one raises ``ImageLoadError``, before any model is built);
+    a split left without a readable image of some class raises ``LayoutError``.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     paths = get_paths(prof)
@@ -429,10 +441,16 @@ def train_convnext(
     figures_dir = Path(figures_dir) if figures_dir is not None else paths.results / "figures"
     ctx = distributed_context()
 
+    mean, std = normalisation_of(model_name)
+    datasets = image_datasets(data_dir, img_size, mean, std, preload=_fits_in_memory(data_dir, img_size),
+                              strict=strict)  # read before the model is built: bad data fails fast
+    for split, dataset in datasets.items():
+        missing = [c for i, c in enumerate(CLASSES) if i not in set(dataset.targets)]
+        if missing:
+            raise LayoutError(f"{data_dir / split}: no readable image of class {', '.join(missing)}; a detector "
+                              "cannot learn or be measured on a class it never sees")
     torch.manual_seed(seed)  # the new head (and a from-scratch network) starts from a known draw
     model = create_timm_model(model_name, pretrained=pretrained, weights=weights, **model_kwargs)
-    mean, std = normalisation_of(model_name)
-    datasets = image_datasets(data_dir, img_size, mean, std, preload=_fits_in_memory(data_dir, img_size))
     loaders = make_loaders(datasets, batch_size, workers)
     source = f"weights from {weights}" if weights else ("pretrained" if pretrained else "random init")
     if ctx.is_main:
@@ -504,11 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from the last epoch_{N}.pth in --out_dir")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loading processes (default: 4 with a GPU, 0 on the CPU)")
+    add_strict(parser)
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    """``python -m detectlib.train``: the reference's training command. Errors are one line, exit code 2."""
+    """``python -m detectlib.train``: the reference's training command. Errors are one line, exit code 2;
+    unreadable images are skipped with a warning each and a summary (``--strict``: the first is an error)."""
     args = build_parser().parse_args(argv)
     workers = args.workers if args.workers is not None else (min(4, os.cpu_count() or 1)
                                                               if torch.cuda.is_available() else 0)
@@ -517,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_dir, model_name=args.model, img_size=args.img_size, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, pretrained=args.pretrained, weights=args.weights,
             out_dir=args.out_dir, figures_dir=args.figures_dir, seed=args.seed, resume=args.resume,
-            workers=workers, model_kwargs={},
+            workers=workers, model_kwargs={}, strict=args.strict,
         )
         if distributed_context().is_main:
             best = result.history.best()

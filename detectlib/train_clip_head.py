@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli import add_strict, command
 from .config import CLASSES, Profile, get_paths, get_profile
 from .data import SPLITS, LayoutError, check_layout
 
@@ -114,20 +115,34 @@ def split_samples(data_dir: DataDirs, limit: int | None = None) -> dict[str, lis
     return {split: [s for root in roots for s in folder_samples(root / split, limit)] for split in SPLITS}
 
 
+def _check_classes(labels: Mapping[str, Sequence[int]], data_dir: DataDirs) -> None:
+    """Every split needs a readable image of every class: training on one class, or validating on none, is
+    meaningless (and would divide by zero)."""
+    for split, found in labels.items():
+        missing = [c for i, c in enumerate(CLASSES) if i not in set(found)]
+        if missing:
+            raise LayoutError(f"{', '.join(str(d) for d in _as_dirs(data_dir))}: no readable {split} image of class "
+                              f"{', '.join(missing)}; a detector cannot learn or be measured on a class it never sees")
+
+
 def _loaders(detector: ClipHeadDetector, samples: Mapping[str, list], *, batch_size: int, use_cache: bool,
-             cache_dir: Path | None, progress: bool) -> tuple[Any, dict, CacheStats | None]:
+             cache_dir: Path | None, progress: bool, strict: bool = False,
+             data_dir: DataDirs = ()) -> tuple[Any, dict, CacheStats | None]:
     """The module ``fit`` trains and its loaders: the head over cached embeddings when the encoder is frozen and
-    the cache is on, else the whole detector's logit over pixel values (each epoch runs the encoder)."""
+    the cache is on, else the whole detector's logit over pixel values (each epoch runs the encoder).
+    Unreadable images: the policy of ``data`` (skip with a warning and a summary; ``strict``: raise)."""
     from .clip_head import LogitOutput
     from .features import CacheStats, PixelDataset, embed_samples
     from .train import make_loaders
 
     if use_cache and detector.freeze:
-        sets = {split: embed_samples(detector.encoder, samples[split], cache_dir, progress=progress)
+        sets = {split: embed_samples(detector.encoder, samples[split], cache_dir, progress=progress, strict=strict)
                 for split in SPLITS}
+        _check_classes({split: s.labels.tolist() for split, s in sets.items()}, data_dir)
         stats = sum((s.stats for s in sets.values()), CacheStats())
         return detector.head, make_loaders({k: v.dataset() for k, v in sets.items()}, batch_size), stats
-    datasets = {split: PixelDataset(samples[split], detector.preprocess) for split in SPLITS}
+    datasets = {split: PixelDataset(samples[split], detector.preprocess, strict) for split in SPLITS}
+    _check_classes({split: [label for _, label in d.samples] for split, d in datasets.items()}, data_dir)
     return LogitOutput(detector), make_loaders(datasets, batch_size), None
 
 
@@ -161,6 +176,7 @@ def train_clip_head(
     limit: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> ClipHeadResult:
     """Train the reference's head on a frozen encoder over a reference-layout folder, or several pooled
     (notebook 03, the CLI).
@@ -172,7 +188,8 @@ def train_clip_head(
     Writes ``clip_head.pth`` (self-describing) and ``modelo_final.pth`` (the reference's file) to ``out_dir``
     (default ``<models>/../clip_head``). The encoder runs on ``device`` (default: the GPU when there is one).
     ``progress=False`` trains silently (no bars, no per-epoch lines). A bad layout raises ``LayoutError`` before
-    any model is built.
+    any model is built. Unreadable images are skipped with a warning each and a summary (``strict``: the first
+    raises ``ImageLoadError``); a split left without an image of some class raises ``LayoutError``.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     samples = split_samples(data_dir, limit)
@@ -192,7 +209,8 @@ def train_clip_head(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     detector.to(device)  # fit moves what it trains; the encoder must sit beside the head
     model, loaders, stats = _loaders(detector, samples, batch_size=batch_size, use_cache=use_cache,
-                                     cache_dir=paths.cache / "embeddings", progress=progress)
+                                     cache_dir=paths.cache / "embeddings", progress=progress, strict=strict,
+                                     data_dir=data_dir)
     if progress:
         source = f"cached embeddings ({stats})" if stats is not None else "pixels (the encoder runs every epoch)"
         print(f"Encoder: {enc.description}.\nTraining the head ({enc.dim} -> 1) on {len(samples['train'])} train "
@@ -313,11 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: models/clip_head)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--no_cache", action="store_true", help="run the encoder every epoch instead of caching")
+    add_strict(parser)
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    """``python -m detectlib.train_clip_head``. Errors are one line: exit 2 for a bad dataset, 1 for weights."""
+    """``python -m detectlib.train_clip_head``. Errors are one line: exit 2 for a bad dataset (or, with
+    ``--strict``, a bad image), 1 for weights."""
     args = build_parser().parse_args(argv)
     try:
         check_layout(args.data_dir)  # before torch loads: a wrong path answers at once
@@ -329,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train_clip_head(args.data_dir, encoder=args.encoder, epochs=args.epochs,
                                  batch_size=args.batch_size, lr=args.lr, out_dir=args.out_dir, seed=args.seed,
-                                 use_cache=not args.no_cache)
+                                 use_cache=not args.no_cache, strict=args.strict)
     except (PretrainedWeightsError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

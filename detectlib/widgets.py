@@ -21,8 +21,8 @@ from typing import Any
 
 from PIL import Image
 
-from .data import ImageLoadError, load_image
 from .config import get_language
+from .data import ImageLoadError, load_image
 from .labels import DEFAULT_THRESHOLD, class_label, predicted_class
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # larger files: type their path instead
@@ -44,12 +44,16 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
 
 
 def image_from_bytes(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
-    """Decode uploaded bytes with ``data.load_image``'s rules; too large or not an image -> ``ImageLoadError``."""
+    """Decode uploaded bytes with ``data.load_image``'s rules; too large or not an image -> ``ImageLoadError``.
+
+    The bytes go to a temporary file named ``upload<suffix>`` (never the uploaded name, which may hold ``..``,
+    slashes or characters the file system refuses); messages name the upload as the user called it."""
     if len(data) > max_bytes:
         raise ImageLoadError(f"{name}: {len(data) / 1024**2:.1f} MB is over the {max_bytes / 1024**2:.0f} MB "
                              "upload limit; type its path in the text box instead, or downscale it")
+    suffix = "".join(ch for ch in Path(str(name)).suffix[:8] if ch.isalnum() or ch == ".")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (Path(name).name or "upload")
+        path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
             return load_image(path)

@@ -16,7 +16,7 @@ from torch import nn
 
 from detectlib import evaluate, metrics
 from detectlib.config import CLASSES
-from detectlib.data import ImageTransform, LayoutError
+from detectlib.data import ImageTransform, LayoutError, SkippedFileWarning
 from detectlib.models import Detector
 
 
@@ -88,7 +88,9 @@ def test_a_control_folder_may_hold_one_class_but_not_none(raw, tmp_path):
 def test_unreadable_files_are_skipped_and_named(raw, tmp_path):
     make_generator(tmp_path / "GEN")
     (tmp_path / "GEN" / "val" / "ai" / "zz_broken.png").write_bytes(b"not a png")
-    scores = evaluate.score_folder(colour_detector(), tmp_path / "GEN", "val")
+    with pytest.warns(SkippedFileWarning) as caught:  # the policy: each file with its reason, then a summary
+        scores = evaluate.score_folder(colour_detector(), tmp_path / "GEN", "val")
+    assert str(caught[-1].message) == "skipped 1 unreadable file: zz_broken.png"
     assert len(scores) == 8 and len(scores.y_true) == 8
     assert scores.skipped[0][0].name == "zz_broken.png"
 

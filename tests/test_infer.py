@@ -20,7 +20,7 @@ from PIL import Image
 
 from detectlib import infer
 from detectlib.config import CLASSES, get_profile
-from detectlib.data import IMAGENET_MEAN, IMAGENET_STD
+from detectlib.data import IMAGENET_MEAN, IMAGENET_STD, SkippedFileWarning
 from detectlib.models import create_timm_model, save_checkpoint
 
 SMOKE = get_profile("smoke")
@@ -129,7 +129,9 @@ def test_score_paths_keeps_input_order_and_reports_skips(files):
 
     detector = load_detector(files["fake"], device="cpu")
     images = sorted((files["dir"] / "sub").glob("*.png"))
-    pred = infer.score_paths(detector, [images[0], files["broken"], images[1]], batch_size=2)
+    with pytest.warns(SkippedFileWarning) as caught:  # the policy: each file with its reason, then a summary
+        pred = infer.score_paths(detector, [images[0], files["broken"], images[1]], batch_size=2)
+    assert [str(w.message) for w in caught] == [f"skipped {pred.skipped[0][1]}", "skipped 1 unreadable file: broken.png"]
     assert pred.paths == [images[0], images[1]] and pred.kept == [0, 2]
     assert pred.p_ai == pytest.approx([0.9, 0.9])
     assert pred.skipped[0][0] == files["broken"] and "not a readable image" in pred.skipped[0][1]

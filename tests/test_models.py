@@ -141,3 +141,55 @@ def test_a_planted_pickle_payload_is_refused_and_does_not_run(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         load_detector(path, device="cpu")
     assert not marker.exists()
+
+
+def test_a_legacy_format_payload_is_refused_and_named_and_does_not_run(tmp_path):
+    """``torch.save``'s old (non-zip) format goes through another unpickler: refused all the same."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "old.pth"
+    torch.save({"payload": _Payload(marker)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert "refused" in str(err.value) and "run code" in str(err.value) and "io.open" in str(err.value)
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
+def test_a_damaged_file_is_not_reported_as_a_payload(tmp_path):
+    """A checkpoint cut short, or an image passed by mistake, is "not a (readable) checkpoint", not "would run
+    code": only torch's refusal of a global means a payload."""
+    good = save_checkpoint(tmp_path / "good.pth", smoke_convnext().state_dict(), kind="convnext")
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "photo.pth").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (tmp_path / "notes.pth").write_text("weights: see the shared drive")
+    for name, expected in [("cut.pth", "not a readable checkpoint, damaged or cut short"),
+                           ("photo.pth", "not a checkpoint, it is a PNG image"),
+                           ("notes.pth", "not a checkpoint, it is a text file")]:
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(tmp_path / name)
+        assert expected in str(err.value) and "run code" not in str(err.value), str(err.value)
+
+
+def test_a_checkpoint_of_another_architecture_or_class_set_names_both(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from detectlib.train import fit
+
+    torch.manual_seed(0)
+    other = create_timm_model(SMOKE.convnext_model, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))
+    meta = {"kind": "convnext", "arch": SMOKE.convnext_model, "model_kwargs": SMOKE.convnext_kwargs,
+            "classes": ["ai", "nature"], "img_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3}
+    save_checkpoint(tmp_path / "wrong_weights.pth", other.state_dict(), **meta)
+    with pytest.raises(CheckpointError, match=r"do not fit convnext_atto with classes \['ai', 'nature'\] \((Missing|size)"):
+        load_detector(tmp_path / "wrong_weights.pth", device="cpu")
+    save_checkpoint(tmp_path / "three.pth", smoke_convnext().state_dict(), **{**meta, "classes": ["a", "b", "c"]})
+    with pytest.raises(CheckpointError, match=r"classes \['a', 'b', 'c'\].*classes \['ai', 'nature'\]"):
+        load_detector(tmp_path / "three.pth", device="cpu")
+    # resuming a run whose folder holds another architecture's epoch checkpoint
+    model = smoke_convnext()
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "run" / "epoch_1.pth", model.state_dict(), **{**meta, "arch": "resnet18"}, epoch=1,
+                    history=[], train_state={"optimizer": optimizer.state_dict(), "scaler": {}})
+    loader = DataLoader(TensorDataset(torch.randn(2, 3, 32, 32), torch.tensor([0, 1])), batch_size=2)
+    with pytest.raises(CheckpointError, match=r"holds resnet18 with classes .*this run builds convnext_atto"):
+        fit(model, loader, loader, epochs=2, lr=1e-3, checkpoint_dir=tmp_path / "run", checkpoint_meta=meta,
+            resume=True, progress=False)

@@ -1,0 +1,100 @@
+"""What every command line does with bad input: one line ``error: <message>`` on stderr and exit code 2.
+
+Used by every ``python -m detectlib.<tool>``. ``@command`` wraps a ``main(argv)``: the errors that mean "this
+input is wrong" (an unreadable image, a folder without the reference layout, a checkpoint that is not one or
+would run code, weights that cannot be had, a path the system refuses) end the run with one line and exit code 2,
+never a traceback; anything else is a bug and keeps its traceback. While the tool runs, warnings print as one
+line ``warning: <message>`` (the skipped-file policy of ``data``: each skipped file, then the summary), and file
+names that are not valid UTF-8 print with backslash escapes instead of crashing the output.
+
+Lean on purpose: importing it imports nothing heavy. The checkpoint and weights errors are recognised only once
+their module is loaded, which is the only way they can have been raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from .data import ImageLoadError, LayoutError, SkippedFileWarning
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input (see the module docstring)."""
+    errors: list[type[BaseException]] = [ImageLoadError, LayoutError, OSError]
+    models = sys.modules.get(f"{__package__}.models")
+    if models is not None:
+        errors += [models.CheckpointError, models.PretrainedWeightsError]
+    explain = sys.modules.get(f"{__package__}.explain")
+    if explain is not None:
+        errors.append(explain.LayerError)
+    return tuple(errors)
+
+
+def one_line(err: BaseException | str) -> str:
+    """The first non-empty line of an error's message (its type name when it has none)."""
+    text = str(err)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line or (type(err).__name__ if isinstance(err, BaseException) else "")
+
+
+def fail(message: BaseException | str, code: int = EXIT_BAD_INPUT) -> int:
+    """Print ``error: <one line>`` to stderr and return ``code`` (2)."""
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    return code
+
+
+def add_strict(parser: argparse.ArgumentParser, what: str = "an unreadable image file") -> None:
+    """The ``--strict`` flag every folder-reading tool shares."""
+    parser.add_argument("--strict", action="store_true",
+                        help=f"stop with an error at the first problem ({what}) instead of skipping it with a "
+                             "warning (the default: skip, warn, and summarise at the end)")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = f"warning: {one_line(message)}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:  # a progress bar may be on screen: print above it, not through it
+        tqdm.tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _tolerant_output() -> None:
+    """Let a non-UTF-8 file name print (as ``caf\\udce9.png``) instead of raising ``UnicodeEncodeError``."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError, TypeError):  # a stream that cannot change: leave it
+                pass
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a CLI's ``main(argv)`` with the policy above (bad input -> one line + exit 2; Ctrl-C -> one line
+    + exit 130, everything written so far complete, since every writer of the kit is atomic)."""
+
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        _tolerant_output()
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", SkippedFileWarning)  # every skipped file, on every run
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                return fail("interrupted; every file written so far is complete (the kit writes atomically), "
+                            "none is half-written", EXIT_INTERRUPTED)
+            except Exception as err:
+                if isinstance(err, input_errors()):
+                    return fail(err)
+                raise
+
+    return wrapper
