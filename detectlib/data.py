@@ -288,18 +288,23 @@ class ImageFolderDataset:
     def __getitem__(self, index: int):
         if self._cache is not None:
             return self.transform.finish(self._cache[index]), self.samples[index][1]
-        for step in range(len(self.samples)):  # streaming: a file that fails now gives way to the next one
-            path, label = self.samples[(index + step) % len(self.samples)]
-            try:
-                image = load_image(path)
-            except ImageLoadError as err:
-                if self.strict:
-                    raise
-                warnings.warn(f"skipped {err} (the next image is used in its place)", SkippedFileWarning,
-                              stacklevel=2)
-                continue
-            return self.transform.finish(self.transform.prepare(image)), label
-        raise ImageLoadError(f"{self.root}: none of its {len(self.samples)} images can be read")
+        image, label = load_sample_or_next(self.samples, index, self.strict, where=str(self.root))
+        return self.transform.finish(self.transform.prepare(image)), label
+
+
+def load_sample_or_next(samples: Sequence[tuple[Path, int]], index: int, strict: bool = False,
+                        where: str = "dataset") -> tuple[Image.Image, int]:
+    """Sample ``index`` decoded; when streaming, a file that fails now gives way to the next one (with a warning),
+    so one bad file in an epoch never stops training. ``strict`` raises instead."""
+    for step in range(len(samples)):
+        path, label = samples[(index + step) % len(samples)]
+        try:
+            return load_image(path), label
+        except ImageLoadError as err:
+            if strict:
+                raise
+            warnings.warn(f"skipped {err} (the next image is used in its place)", SkippedFileWarning, stacklevel=3)
+    raise ImageLoadError(f"{where}: none of its {len(samples)} images can be read")
 
 
 def image_datasets(

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 
 from .config import CLASSES
-from .data import ImageLoadError, SkippedFileWarning, check_file, list_class_images, load_image, warn_skipped
+from .data import (
+    ImageLoadError,
+    SkippedFileWarning,
+    check_file,
+    list_class_images,
+    load_image,
+    load_sample_or_next,
+    warn_skipped,
+)
 from .models import atomic_torch_save
 
 CACHE_FORMAT = "detectlib-embeddings/1"
@@ -246,15 +254,5 @@ class PixelDataset:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        for step in range(len(self.samples)):
-            path, label = self.samples[(index + step) % len(self.samples)]
-            try:
-                image = load_image(path)
-            except ImageLoadError as err:
-                if self.strict:
-                    raise
-                warnings.warn(f"skipped {err} (the next image is used in its place)", SkippedFileWarning,
-                              stacklevel=2)
-                continue
-            return self.preprocess([image])[0], label
-        raise ImageLoadError(f"none of the {len(self.samples)} images can be read")
+        image, label = load_sample_or_next(self.samples, index, self.strict)
+        return self.preprocess([image])[0], label
