@@ -531,16 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     images are skipped with a warning each and a summary (``--strict``: the first one is an error, exit 2)."""
     args = build_parser().parse_args(argv)
     model_path = Path(args.model_path)
-    try:
-        if not model_path.is_file():
-            raise CheckpointError(f"--model_path {model_path}: checkpoint not found; train one first "
-                                  "(python -m detectlib.train) or check the path")
-        data_dir = Path(args.data_dir) if args.data_dir else _default_data_dir(model_path)
-        check_layout(data_dir, [args.split])
-        detector = load_detector(model_path)
-    except (CheckpointError, LayoutError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not model_path.is_file():
+        raise CheckpointError(f"--model_path {model_path}: checkpoint not found; train one first "
+                              "(python -m detectlib.train) or check the path")
+    data_dir = Path(args.data_dir) if args.data_dir else _default_data_dir(model_path)
+    check_layout(data_dir, [args.split])  # bad paths and checkpoints: cli.command prints one line, exit 2
+    detector = load_detector(model_path)
     scores = score_folder(detector, data_dir, args.split, batch_size=args.batch_size, progress=True,
                           strict=args.strict)
     if not len(scores):

@@ -26,7 +26,7 @@ from pathlib import Path
 from .cli import command
 from .cli import fail as _fail
 from .config import get_language
-from .data import ImageLoadError, load_image
+from .data import load_image
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction
 
 
@@ -80,18 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not model_path.is_file():
         return _fail(f"--model_path {model_path}: checkpoint not found; train one (python -m detectlib.train) "
                      "or check the path")
-    try:
-        image = load_image(args.image_path)  # a bad image fails here, before the model is loaded
-    except ImageLoadError as err:
-        return _fail(str(err))
+    image = load_image(args.image_path)  # a bad image fails here, before the model is loaded (cli.command: one line)
 
     from .explain import LayerError, explain
-    from .models import CheckpointError, load_detector
+    from .models import load_detector
 
-    try:
-        detector = load_detector(model_path)
-    except CheckpointError as err:
-        return _fail(str(err))
+    detector = load_detector(model_path)
     try:
         result = explain(detector, image, layer=args.target_layer, target=args.target)
     except LayerError as err:

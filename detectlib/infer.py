@@ -191,17 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         images += found
     single = len(images) == 1 and not args.image_dir and not args.out_csv
     if single:
-        try:
-            load_image(images[0])  # an unreadable file fails here, before the model is loaded
-        except ImageLoadError as err:
-            return _fail(str(err))
+        load_image(images[0])  # an unreadable file fails here, before the model is loaded (cli.command: one line)
 
-    from .models import CheckpointError, load_detector
+    from .models import load_detector
 
-    try:
-        detector = load_detector(model_path)
-    except CheckpointError as err:
-        return _fail(str(err))
+    detector = load_detector(model_path)
     predictions = score_paths(detector, images, batch_size=args.batch_size, progress=not single,
                               strict=args.strict)
     if not len(predictions.paths):

@@ -34,7 +34,6 @@ from .config import CLASSES, Profile, get_paths, get_profile
 from .data import LayoutError, check_layout, image_datasets, list_class_images
 from .models import (
     CheckpointError,
-    PretrainedWeightsError,
     check_compatible,
     create_timm_model,
     load_checkpoint,
@@ -543,9 +542,6 @@ def main(argv: list[str] | None = None) -> int:
         if distributed_context().is_main:
             best = result.history.best()
             print(f"Best: epoch {best['epoch']}, val acc {best['val_acc']:.4f} -> {result.best_checkpoint}")
-    except (LayoutError, PretrainedWeightsError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         import torch.distributed as dist
 

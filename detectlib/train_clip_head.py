@@ -337,23 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    """``python -m detectlib.train_clip_head``. Errors are one line: exit 2 for a bad dataset (or, with
-    ``--strict``, a bad image), 1 for weights."""
+    """``python -m detectlib.train_clip_head``. Bad input (dataset, image with ``--strict``, weights) is one line
+    and exit 2, through ``cli.command``."""
     args = build_parser().parse_args(argv)
-    try:
-        check_layout(args.data_dir)  # before torch loads: a wrong path answers at once
-    except LayoutError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from .models import CheckpointError, PretrainedWeightsError
-
-    try:
-        result = train_clip_head(args.data_dir, encoder=args.encoder, epochs=args.epochs,
-                                 batch_size=args.batch_size, lr=args.lr, out_dir=args.out_dir, seed=args.seed,
-                                 use_cache=not args.no_cache, strict=args.strict)
-    except (PretrainedWeightsError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    check_layout(args.data_dir)  # before torch loads: a wrong path answers at once (cli.command: one line)
+    result = train_clip_head(args.data_dir, encoder=args.encoder, epochs=args.epochs,
+                             batch_size=args.batch_size, lr=args.lr, out_dir=args.out_dir, seed=args.seed,
+                             use_cache=not args.no_cache, strict=args.strict)
     print(result.report())
     print(f"Saved {result.checkpoint_path} and {result.weights_path}")
     return 0
