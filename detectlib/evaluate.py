@@ -149,11 +149,24 @@ def trained_on(checkpoint: Detector | Mapping) -> list[Path]:
 
 
 def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
-    """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, trained
-    first with the profile's defaults when missing, so notebook 04 also runs on its own."""
-    from .explain import ensure_clip_head, ensure_convnext
+    """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
+    trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
+    and 05 also run on their own."""
+    from .synth import ensure_demo_dataset
+    from .train import train_convnext
+    from .train_clip_head import train_clip_head
 
-    return {"ConvNeXt": ensure_convnext(profile), "CLIP head": ensure_clip_head(profile)}
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    models = get_paths(profile).models
+    convnext, head = models / "best.pth", models.parent / "clip_head" / "clip_head.pth"
+    if not (convnext.is_file() and head.is_file()):
+        raw = ensure_demo_dataset(profile)
+        folder = raw / discover_generators(raw)[0]
+        if not convnext.is_file():
+            convnext = train_convnext(folder, profile=profile, progress=False).best_checkpoint
+        if not head.is_file():
+            head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
+    return {"ConvNeXt": convnext, "CLIP head": head}
 
 
 # ----------------------------------------------------------------------------------------------- tables

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .config import AI_INDEX, CLASSES, Profile, get_paths, get_profile
+from .config import AI_INDEX, CLASSES
 
 DEFAULT_CONVNEXT_LAYER = "stages.2.blocks.4.conv_dw"  # the reference's recommendation (§6)
 CONVNEXT_MARKER = "stages.2.blocks.0.conv_dw"  # present in every timm ConvNeXt
@@ -454,36 +454,3 @@ def sample_images(raw_root: Path | str, split: str = "val", per_class: int = 2) 
         interleaved = [path for row in itertools.zip_longest(*groups) for path in row if path is not None]
         picked[name] = interleaved[:per_class]
     return picked
-
-
-def _demo_training_folder(profile: Profile) -> Path:
-    """The first generator folder of the profile's demo dataset (built on first use): a reference layout."""
-    from . import synth
-    from .data import discover_generators
-
-    raw = synth.ensure_demo_dataset(profile)
-    return raw / discover_generators(raw)[0]
-
-
-def ensure_convnext(profile: Profile | str | None = None) -> Path:
-    """``paths.models/best.pth`` (notebook 02's), trained first with the profile's defaults on the demo dataset's
-    first generator when missing, so notebook 05 also runs on its own."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    path = get_paths(profile).models / "best.pth"
-    if not path.is_file():
-        from .train import train_convnext
-
-        path = train_convnext(_demo_training_folder(profile), profile=profile, progress=False).best_checkpoint
-    return path
-
-
-def ensure_clip_head(profile: Profile | str | None = None) -> Path:
-    """Notebook 03's ``clip_head.pth`` (beside ``paths.models``), trained first with the profile's encoder when
-    missing, so notebook 05 also runs on its own."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    path = get_paths(profile).models.parent / "clip_head" / "clip_head.pth"
-    if not path.is_file():
-        from .train_clip_head import train_clip_head
-
-        path = train_clip_head(_demo_training_folder(profile), profile=profile, progress=False).checkpoint_path
-    return path
