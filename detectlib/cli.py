@@ -50,6 +50,15 @@ def fail(message: BaseException | str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def add_reference_training_args(parser: argparse.ArgumentParser, batch_help: str = "batch size") -> None:
+    """The reference's training arguments and defaults (§3.2), shared by both training commands."""
+    parser.add_argument("--data_dir", default="data/raw/ADM", help="dataset root with train/ and val/, each "
+                        "holding ai/ and nature/ (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="number of training epochs (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=16, help=f"{batch_help} (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
+
+
 def add_strict(parser: argparse.ArgumentParser, what: str = "an unreadable image file") -> None:
     """The ``--strict`` flag every folder-reading tool shares."""
     parser.add_argument("--strict", action="store_true",

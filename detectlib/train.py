@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from .cli import add_strict, command
+from .cli import add_reference_training_args, add_strict, command
 from .config import CLASSES, Profile, get_paths, get_profile
 from .data import LayoutError, check_layout, image_datasets, list_class_images
 from .models import (
@@ -505,11 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a ConvNeXt (any timm model) to tell AI-generated images (ai) from real photos "
                     "(nature). Run it under `torchrun --nproc_per_node N` to train on N processes.",
     )
-    parser.add_argument("--data_dir", default="data/raw/ADM", help="dataset root with train/ and val/, each "
-                        "holding ai/ and nature/ (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=5, help="number of training epochs (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=16, help="batch size per process (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
+    add_reference_training_args(parser, batch_help="batch size per process")
     parser.add_argument("--model", default="convnext_tiny", help="any timm model name (default: %(default)s)")
     parser.add_argument("--img_size", type=int, default=224, help="input side in pixels (default: %(default)s)")
     parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import add_strict, command
+from .cli import add_reference_training_args, add_strict, command
 from .config import CLASSES, Profile, get_paths, get_profile
 from .data import SPLITS, LayoutError, check_layout
 
@@ -319,11 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the CLIP reference's head (dropout -> linear -> 2*sigmoid-1, > 0 real) on a frozen "
                     "encoder's cached embeddings; writes clip_head.pth and modelo_final.pth.",
     )
-    parser.add_argument("--data_dir", default="data/raw/ADM", help="dataset root with train/ and val/, each "
-                        "holding ai/ and nature/ (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=5, help="number of training epochs (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=16, help="batch size (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
+    add_reference_training_args(parser)
     parser.add_argument("--encoder", default=None,
                         help="openai/clip-vit-large-patch14 or another CLIP name / local folder, timm:<name> "
                              "(timm:<name>:random for random weights), clip-tiny-random (default: the profile's)")
