@@ -167,6 +167,9 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
     throughput = pipeline_vs_model_throughput(detector, val_paths, **({"repeats": 1, "min_seconds": 0.0} if quick else {}))
     results["pipeline_vs_model_throughput"] = _entry(
         "pipeline_vs_model_throughput", throughput["ratio"], **{k: v for k, v in throughput.items() if k != "ratio"})
+    log(f"  pipeline {throughput['pipeline_img_s']:.0f} img/s, model alone {throughput['model_img_s']:.0f}, decoding "
+        f"alone {throughput['decode_img_s']:.0f}: decoding in turn with the model caps the ratio at "
+        f"{throughput['serial_ceiling']:.2f}")
 
     log("data_wait_share: waiting for data in a training step")
     wait = data_wait_share(profile, generators[0], steps=5 if quick else 20)

@@ -446,16 +446,22 @@ def pipeline_vs_model_throughput(
     the same preprocessed batches; ``ratio`` near 1 means loading never starves the model (goal >= 0.85,
     ``make bench``).
 
-    The two are timed in alternation, at least ``repeats`` rounds and until each has run ``min_seconds``, and
-    compared by total time: on a shared machine a busy moment then hits both alike instead of one best case.
+    Decoding and preprocessing alone are timed too: when they share the cores with the model, the pipeline can at
+    best reach ``serial_ceiling`` = model time / (model time + decode time). The three are timed in alternation,
+    at least ``repeats`` rounds and until each has run ``min_seconds``, and compared by total time: on a shared
+    machine a busy moment then hits all alike instead of one best case.
     """
     import torch
 
     from .data import load_image
 
     paths = list(paths)
-    batches = [torch.stack([detector.transform(load_image(p)) for p in paths[i:i + batch_size]])
-               for i in range(0, len(paths), batch_size)]
+    chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+
+    def decode() -> list[torch.Tensor]:
+        return [torch.stack([detector.transform(load_image(p)) for p in chunk]) for chunk in chunks]
+
+    batches = decode()
     for batch in batches:  # warm-up: first-call allocations for each batch shape are not throughput
         detector.p_ai(batch)
 
@@ -464,15 +470,18 @@ def pipeline_vs_model_throughput(
         run()
         return time.perf_counter() - start
 
-    model_s = pipeline_s = 0.0
+    model_s = pipeline_s = decode_s = 0.0
     rounds = 0
-    while rounds < repeats or min(model_s, pipeline_s) < min_seconds:
+    while rounds < repeats or min(model_s, pipeline_s, decode_s) < min_seconds:
         model_s += timed(lambda: [detector.p_ai(b) for b in batches])
         pipeline_s += timed(lambda: score_paths(detector, paths, batch_size=batch_size, workers=workers))
+        decode_s += timed(decode)
         rounds += 1
     images = len(paths) * rounds
     return {"images": len(paths), "batch_size": batch_size, "rounds": rounds,
-            "pipeline_img_s": images / pipeline_s, "model_img_s": images / model_s, "ratio": model_s / pipeline_s}
+            "pipeline_img_s": images / pipeline_s, "model_img_s": images / model_s,
+            "decode_img_s": images / decode_s, "serial_ceiling": model_s / (model_s + decode_s),
+            "ratio": model_s / pipeline_s}
 
 
 def infer_latency_vs_import_floor(image_path: Path | str, model_path: Path | str, *, runs: int = 3) -> dict[str, float]:

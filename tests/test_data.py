@@ -127,6 +127,18 @@ def test_val_transform_resizes_and_normalises():
     assert torch.equal(val(_two_tone()), val(_two_tone()))
 
 
+
+def test_val_transform_matches_torchvisions_reference_composition():
+    """The fused fast path (``make bench``) must give the reference's ToTensor -> Normalize numbers."""
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    reference = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    image = Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    torch.testing.assert_close(build_transforms(24)["val"](image), reference(image), atol=1e-5, rtol=0)
+    grey = Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8))  # any mode becomes RGB
+    torch.testing.assert_close(build_transforms(24)["val"](grey), reference(grey.convert("RGB")), atol=1e-5, rtol=0)
+
 def test_train_transform_flips_horizontally_at_random():
     transforms = build_transforms(16, mean=(0, 0, 0), std=(1, 1, 1))
     assert transforms["train"].train and not transforms["val"].train

@@ -187,6 +187,9 @@ def test_pipeline_vs_model_throughput_reports_consistent_numbers(scores):
     assert bench["images"] == 8 and bench["rounds"] == 1
     assert bench["pipeline_img_s"] > 0 and bench["model_img_s"] > 0
     assert bench["ratio"] == pytest.approx(bench["pipeline_img_s"] / bench["model_img_s"])
+    # the ceiling of a pipeline that decodes and runs the model in turn: 1 / (1 + model rate / decode rate)
+    ceiling = 1 / (1 + bench["model_img_s"] / bench["decode_img_s"])
+    assert bench["serial_ceiling"] == pytest.approx(ceiling) and 0 < ceiling < 1
 
 
 def test_infer_latency_alternates_the_floor_and_the_command(monkeypatch):
