@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import make_tree
 from PIL import Image
-from test_features import make_tree
 
 from detectlib import clip_head, train_clip_head
 from detectlib.clip_head import ClipHeadDetector, grpClasificador, make_encoder

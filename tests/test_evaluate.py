@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import constant_clip_head, constant_convnext
 from PIL import Image
-from test_infer import constant_clip_head, constant_convnext
 from torch import nn
 
 from detectlib import evaluate, metrics

@@ -3,7 +3,7 @@ checks layers, and its deletion check tells a faithful heatmap from a random reg
 
 The models are seeded and random: a custom-depth ConvNeXt (the smoke profile's, which lacks
 ``stages.2.blocks.4``) and the tiny random CLIP behind a frozen head. ``convnext_detector`` and ``clip_detector``
-are reused by the CLI and widget tests.
+live in ``builders`` and are shared with the CLI and widget tests.
 """
 
 from __future__ import annotations
@@ -11,34 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import clip_detector, convnext_detector
 from PIL import Image
 from torch import nn
 
 from detectlib import explain
-from detectlib.config import CLASSES, get_profile
-from detectlib.data import ImageTransform
+from detectlib.config import CLASSES
 from detectlib.models import Detector, create_timm_model
-
-SMOKE = get_profile("smoke")
-
-
-CONVNEXT_SIZE = 64  # stage 2 on a 4 x 4 grid (at the smoke profile's 32 px it is 2 x 2)
-
-
-def convnext_detector(seed: int = 0) -> Detector:
-    """The smoke profile's small random ConvNeXt, at 64 px."""
-    torch.manual_seed(seed)
-    model = create_timm_model(SMOKE.convnext_model, **SMOKE.convnext_kwargs).eval()
-    return Detector("convnext", model, ImageTransform(CONVNEXT_SIZE))
-
-
-def clip_detector(seed: int = 0) -> Detector:
-    """The tiny random CLIP ViT (frozen) behind a randomly initialised head."""
-    from detectlib.clip_head import ClipHeadDetector, make_encoder
-
-    torch.manual_seed(seed)
-    head = ClipHeadDetector(encoder=make_encoder("clip-tiny-random"), weights_path=None).eval()
-    return Detector("clip_head", head, head.transform)
 
 
 def noise_images(n: int, size: tuple[int, int] = (48, 40), seed: int = 0) -> list[Image.Image]:

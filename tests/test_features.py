@@ -10,26 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import make_tree
 from PIL import Image
 
 from detectlib import features
 from detectlib.clip_head import make_encoder
-from detectlib.config import CLASSES
 from detectlib.data import load_image
-
-
-def make_tree(root: Path, n_train: int = 6, n_val: int = 4, seed: int = 0) -> Path:
-    """A reference-layout folder of noise images of mixed sizes; ai ones lean red, nature ones green."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (40 + 8 * (i % 2), 48, 3))
-                pixels[..., label] = pixels[..., label] // 4 + 190
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")

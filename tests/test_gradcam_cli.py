@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import clip_detector, convnext_detector
 from PIL import Image
-from test_explain import clip_detector, convnext_detector
 
 from detectlib import gradcam_infer
 from detectlib.config import CLASSES

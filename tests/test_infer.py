@@ -7,7 +7,6 @@ p(ai): bias (0, ln 3) gives softmax (1/4, 3/4), i.e. p(ai) = 0.25, "Real" at 75.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import subprocess
 import sys
@@ -15,15 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from builders import constant_convnext
 from PIL import Image
 
 from detectlib import infer
-from detectlib.config import CLASSES, get_profile
-from detectlib.data import IMAGENET_MEAN, IMAGENET_STD, SkippedFileWarning
-from detectlib.models import create_timm_model, save_checkpoint
+from detectlib.data import SkippedFileWarning
 
-SMOKE = get_profile("smoke")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,26 +31,6 @@ def make_images(folder: Path, n: int, seed: int = 0, size: int = 32) -> list[Pat
     for path in paths:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
     return paths
-
-
-def constant_convnext(path: Path, p_ai: float) -> Path:
-    """A smoke ConvNeXt checkpoint whose head ignores the image: every p(ai) is ``p_ai``."""
-    torch.manual_seed(0)
-    model = create_timm_model(SMOKE.convnext_model, **SMOKE.convnext_kwargs)
-    with torch.no_grad():
-        model.head.fc.weight.zero_()
-        model.head.fc.bias.copy_(torch.tensor([math.log(p_ai), math.log(1 - p_ai)]))
-    return save_checkpoint(path, model.state_dict(), kind="convnext", arch=SMOKE.convnext_model,
-                           model_kwargs=SMOKE.convnext_kwargs, classes=list(CLASSES), img_size=SMOKE.img_size,
-                           mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
-
-
-def constant_clip_head(path: Path, p_ai: float) -> Path:
-    """A tiny random-CLIP head checkpoint whose score is ``1 - 2 p_ai`` for every image (zero weights, bias set)."""
-    p_real = 1 - p_ai  # score = 2 sigmoid(bias) - 1 = 2 p_real - 1
-    state = {"head.1.weight": torch.zeros(1, 64), "head.1.bias": torch.tensor([math.log(p_real / (1 - p_real))])}
-    return save_checkpoint(path, state, kind="clip_head", arch="clip-tiny-random", encoder="clip-tiny-random",
-                           classes=list(CLASSES), img_size=64, freeze=True, dropout=0.35)
 
 
 @pytest.fixture(scope="module")

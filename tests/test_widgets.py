@@ -8,8 +8,8 @@ import io
 
 import numpy as np
 import pytest
+from builders import clip_detector, convnext_detector
 from PIL import Image
-from test_explain import clip_detector, convnext_detector
 
 from detectlib import widgets
 
