@@ -54,15 +54,17 @@ def constant_clip_head(path: Path, p_ai: float) -> Path:
                            classes=list(CLASSES), img_size=64, freeze=True, dropout=0.35)
 
 
-def make_tree(root: Path, n_train: int = 6, n_val: int = 4, seed: int = 0) -> Path:
-    """A reference-layout folder of noise images of mixed sizes; ai ones lean red, nature ones green."""
+def make_tree(root: Path, n_train: int = 6, n_val: int = 4, seed: int = 0, size: int | None = None) -> Path:
+    """A reference-layout folder of noise images; ai ones lean red, nature ones green, so the task is learnable.
+    ``size`` None: mixed sizes (40 or 48 by 48 px), which a reader must resize; else square ``size`` px images."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val)):
         for label, name in enumerate(CLASSES):
             folder = root / split / name
             folder.mkdir(parents=True)
             for i in range(n):
-                pixels = rng.integers(0, 256, (40 + 8 * (i % 2), 48, 3))
+                shape = (40 + 8 * (i % 2), 48) if size is None else (size, size)
+                pixels = rng.integers(0, 256, (*shape, 3))
                 pixels[..., label] = pixels[..., label] // 4 + 190
                 Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i}.png")
     return root

@@ -44,12 +44,7 @@ QUIET_EXTRA = pytest.mark.filterwarnings("ignore:.*unexpected (class )?folder")
 ENCODER = "timm:test_efficientnet:random"  # timm's 99k-parameter test network: an encoder in milliseconds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

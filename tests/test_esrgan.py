@@ -16,13 +16,7 @@ from detectlib.config import get_paths, get_profile
 RUNTIME_APT = "apt-get install -y libvulkan1 libomp5-14"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy shared CPU, two OpenMP threads stall 5-10× on the 351 tiny convolutions."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

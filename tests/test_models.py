@@ -22,12 +22,7 @@ from detectlib.models import (
 SMOKE = get_profile("smoke")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_convnext() -> torch.nn.Module:

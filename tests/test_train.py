@@ -10,48 +10,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from builders import make_tree
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from detectlib import train
-from detectlib.config import CLASSES, get_profile
+from detectlib.config import get_profile
 from detectlib.models import create_timm_model, load_checkpoint, load_detector
 
 SMOKE = get_profile("smoke")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tree(root: Path, n_train: int = 8, n_val: int = 4, size: int = 32, seed: int = 0) -> Path:
-    """A reference-layout folder of noise images; ai ones lean red, nature ones green, so the task is learnable."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (size, size, 3))
-                pixels[..., label] = pixels[..., label] // 4 + 190
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    return make_tree(tmp_path_factory.mktemp("data") / "GEN")
+    return make_tree(tmp_path_factory.mktemp("data") / "GEN", n_train=8, size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the same numbers on any machine, and no slowdown when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_model() -> nn.Module:
