@@ -29,7 +29,7 @@ from PIL import Image, ImageFilter
 
 from . import metrics
 from .cli import add_strict, command
-from .config import CLASSES, Profile, get_paths, get_profile
+from .config import AI_INDEX, CLASSES, Profile, get_paths, get_profile
 from .data import LayoutError, check_layout, discover_generators, extra_class_folders, list_class_images
 from .infer import score_paths
 from .labels import DEFAULT_THRESHOLD
@@ -116,16 +116,22 @@ def score_folder(
     name: str = "",
     max_per_class: int | None = None,
     strict: bool = False,
+    use_cache: bool = True,
 ) -> Scores:
     """Score ``data_dir/<split>/{ai,nature}`` (or ``data_dir/{ai,nature}`` with ``split=None``). Unreadable files
     are left out with a warning each and a summary, and listed in ``Scores.skipped`` (``strict``: the first one
-    raises ``ImageLoadError``)."""
+    raises ``ImageLoadError``). A frozen-encoder head reads embeddings from the profile's cache (``use_cache``)."""
     folder = Path(data_dir) / split if split else Path(data_dir)
     files, labels = labelled_files(folder, max_per_class)
     pred = score_paths(detector, files, batch_size=batch_size, workers=workers, perturb=perturb, progress=progress,
-                       strict=strict)
+                       strict=strict, cache_dir=embedding_cache() if use_cache else None)
     y_true = np.asarray(labels, dtype=int)[pred.kept] if pred.kept else np.zeros(0, dtype=int)
     return Scores(y_true, pred.p_ai, pred.paths, split or folder.name, name or str(folder), pred.skipped)
+
+
+def embedding_cache(profile: Profile | str | None = None) -> Path:
+    """The profile's embedding cache, shared by training (notebook 03) and scoring (04, 05)."""
+    return get_paths(profile).cache / "embeddings"
 
 
 def control_dir(profile: Profile | str | None = None) -> Path:
@@ -148,10 +154,39 @@ def trained_on(checkpoint: Detector | Mapping) -> list[Path]:
     return [Path(d) for d in (config.get("data_dirs") or [config.get("data_dir")]) if d]
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What a detector learned from, in words, and whether its score on a real-world image means anything:
+    ``real_world`` is True for real generators and photos (WILD, or data of your own in ``full``), False for the
+    kit's own fakes, None when the checkpoint does not say (a bare reference state dict)."""
+
+    text: str
+    real_world: bool | None
+
+
+def training_data(checkpoint: Detector | Mapping) -> TrainingData:
+    """A checkpoint's training data as ``TrainingData``, read from what training recorded in it."""
+    meta = checkpoint.meta if isinstance(checkpoint, Detector) else checkpoint
+    config = meta.get("config") or {}
+    names = ", ".join(p.name for p in trained_on(meta)) or "?"
+    if config.get("wild"):
+        return TrainingData(f"WILD ({names}): real text-to-image outputs and real photos", True)
+    if config.get("profile") in ("smoke", "demo"):
+        return TrainingData(f"{names}: the kit's own fakes (autoencoder, DCGAN and Real-ESRGAN images made from a "
+                            "few photos)", False)
+    if not config:
+        return TrainingData("not recorded in the checkpoint", None)
+    return TrainingData(f"{names} (your data)", True)
+
+
+TRANSFER_DETECTOR = "EfficientNet-Lite0 (pretrained)"
+
+
 def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
     """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
     trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
-    and 05 also run on their own."""
+    and 05 also run on their own. Notebook 02's fine-tuned pretrained EfficientNet-Lite0 joins them when it is
+    there (it is never trained here: that is notebook 02's lesson)."""
     from .synth import ensure_demo_dataset
     from .train import train_convnext
     from .train_clip_head import train_clip_head
@@ -166,7 +201,9 @@ def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
             convnext = train_convnext(folder, profile=profile, progress=False).best_checkpoint
         if not head.is_file():
             head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
-    return {"ConvNeXt": convnext, "CLIP head": head}
+    found = {"ConvNeXt": convnext, "CLIP head": head}
+    transfer = models.parent / "transfer" / "pretrained" / "best.pth"
+    return found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -300,14 +337,9 @@ class CrossGenerator:
 
 
 def _head_p_ai(head, embeddings) -> np.ndarray:
-    """p(ai) from a head's logits over cached embeddings: ``(1 - score) / 2`` as ``Detector.p_ai``."""
-    import torch
+    from .clip_head import head_p_ai
 
-    from .clip_head import score_from_logit
-
-    with torch.inference_mode():
-        score = score_from_logit(head.eval()(embeddings).reshape(-1))
-    return ((1.0 - score) / 2.0).double().numpy()
+    return head_p_ai(head, embeddings).double().numpy()
 
 
 def cross_generator_matrix(
@@ -321,9 +353,11 @@ def cross_generator_matrix(
     epochs: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     out_dir: Path | str | None = None,
+    limit: int | None = None,
 ) -> CrossGenerator:
     """Train one CLIP-style head per generator of ``raw_root`` (demo families or any GenImage-style tree) and
-    test it on every generator's ``split``.
+    test it on every generator's ``split``. ``limit`` keeps the first N images per class and split of each
+    generator, for training and testing alike (notebook 03's ``LIMIT`` reuses its cached embeddings).
 
     Why the frozen-encoder head rather than N ConvNeXt runs: each image is encoded once (``features`` caches the
     embeddings, shared with notebook 03), so a head trains in seconds and the N x N tests are matrix products;
@@ -342,8 +376,8 @@ def cross_generator_matrix(
     if len(names) < 2:
         raise LayoutError(f"{raw_root}: a cross-generator matrix needs two or more generator folders, found {names}")
     enc = encoder if isinstance(encoder, FrozenEncoder) else make_encoder(encoder or prof.encoder)
-    cache = paths.cache / "embeddings"
-    tests = {name: embed_folder(enc, raw_root / name / split, cache) for name in names}
+    cache = embedding_cache(prof)
+    tests = {name: embed_folder(enc, raw_root / name / split, cache, limit=limit) for name in names}
     control_set = (embed_folder(enc, Path(control) / split, cache)
                    if control is not None and (Path(control) / split).is_dir() else None)
     out_dir = Path(out_dir) if out_dir is not None else paths.models.parent / "cross_generator"
@@ -352,7 +386,7 @@ def cross_generator_matrix(
     for i, name in enumerate(names):
         with contextlib.redirect_stdout(io.StringIO()):  # the matrix is the output, not N training logs
             head = train_clip_head(raw_root / name, encoder=enc, epochs=epochs, profile=prof,
-                                   out_dir=out_dir / name, progress=False).detector.head
+                                   out_dir=out_dir / name, progress=False, limit=limit).detector.head
         for j, test in enumerate(tests.values()):
             y, p = test.labels.numpy(), _head_p_ai(head, test.embeddings)
             auc[i, j], acc[i, j] = metrics.roc_auc(y, p), metrics.accuracy(y, p, threshold)
@@ -360,6 +394,207 @@ def cross_generator_matrix(
             p = _head_p_ai(head, control_set.embeddings)
             fpr[i] = metrics.rates_at(control_set.labels.numpy(), p, threshold).fpr
     return CrossGenerator(names, names, auc, acc, fpr, enc.spec)
+
+
+# ------------------------------------------------------------------------------------------------- WILD
+
+
+@dataclass
+class WildScores:
+    """One detector on WILD (``wild``): its ``Scores`` and, for each scored image, where it came from (generator,
+    model family and year for fakes; photo for reals), in the same order."""
+
+    scores: Scores
+    images: list  # wild.WildImage per scored path
+
+    def summary(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+        """AUC, then the rates at ``threshold``: TPR on the fakes, FPR on the real photos."""
+        rates = metrics.rates_at(self.scores.y_true, self.scores.p_ai, threshold)
+        return {"n_ai": rates.tp + rates.fn, "n_real": rates.tn + rates.fp,
+                "auc": metrics.roc_auc(self.scores.y_true, self.scores.p_ai), "threshold": threshold,
+                "tpr": rates.tpr, "fpr": rates.fpr}
+
+    def tpr_by_generator(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+        """Share of each generator's images flagged ai at ``threshold``."""
+        flagged: dict[str, list[bool]] = {}
+        for image, p in zip(self.images, self.scores.p_ai, strict=True):
+            if image.label == AI_INDEX:
+                flagged.setdefault(image.generator, []).append(bool(p >= threshold))
+        return {gen: float(np.mean(v)) for gen, v in flagged.items()}
+
+
+def score_wild(detector: Detector, wild_dir: Path | str, *, batch_size: int = 32, progress: bool = False,
+               name: str = "WILD") -> WildScores:
+    """Every WILD image (its ``manifest.csv``) scored by ``detector`` through the whole pipeline."""
+    from .wild import load_wild
+
+    images = load_wild(wild_dir)
+    pred = score_paths(detector, [im.path for im in images], batch_size=batch_size, progress=progress,
+                       cache_dir=embedding_cache())
+    kept = [images[i] for i in pred.kept]
+    y = np.asarray([im.label for im in kept], dtype=int)
+    return WildScores(Scores(y, pred.p_ai, pred.paths, "wild", name, pred.skipped), kept)
+
+
+def validation_threshold(val: Scores, rule: str = "youden") -> float:
+    """The threshold a detector's own validation set chooses (``metrics.choose_threshold``): what a user who tuned
+    it on its training distribution would deploy on new images."""
+    return metrics.choose_threshold(val.y_true, val.p_ai, rule).threshold
+
+
+def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
+    """An AUC in words, from the number and its sampling noise (``metrics.auc_standard_error``): what a lesson
+    prints after a run instead of a verdict typed in before it."""
+    se = metrics.auc_standard_error(auc, n_ai, n_real)
+    if math.isnan(auc):
+        return "not measurable (one class missing)"
+    band = f"AUC {auc:.3f} ± {2 * se:.3f} on {n_ai} AI images and {n_real} photos"
+    if abs(auc - 0.5) <= 2 * se:
+        return f"no better than chance ({band})"
+    if auc < 0.5:
+        return f"worse than chance: it ranks real photos as more AI-like than the fakes ({band})"
+    return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({band})"
+
+
+def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float],
+               trained: Mapping[str, str] | None = None) -> list[dict]:
+    """One row per detector: what it was trained on, its AUC on WILD, and at the threshold its validation set chose,
+    the share of fakes caught (TPR) and of real photos flagged (FPR)."""
+    rows = []
+    for name, ws in wild.items():
+        summary = ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))
+        rows.append({"detector": name, **({"trained on": trained.get(name, "?")} if trained else {}), **summary,
+                     "verdict": describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])})
+    return rows
+
+
+def wild_generator_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:
+    """One row per WILD generator (oldest model first): family, year, images, then each detector's TPR at its
+    validation threshold; a last row with each detector's FPR on WILD's real photos."""
+    first = next(iter(wild.values()))
+    info: dict[str, tuple[str, str, int]] = {}
+    for image in first.images:
+        if image.label == AI_INDEX:
+            family, year, n = info.get(image.generator, (image.family, str(image.year), 0))
+            info[image.generator] = (family, year, n + 1)
+    tprs = {name: ws.tpr_by_generator(thresholds.get(name, DEFAULT_THRESHOLD)) for name, ws in wild.items()}
+    rows = [{"generator": gen, "family": family, "year": year, "n": n,
+             **{f"TPR {name}": tprs[name].get(gen, float("nan")) for name in wild}}
+            for gen, (family, year, n) in sorted(info.items(), key=lambda kv: (kv[1][1], kv[1][0], kv[0]))]
+    real = sum(1 for im in first.images if im.label != AI_INDEX)
+    rows.append({"generator": "real photos (FPR)", "family": "photo", "year": "", "n": real,
+                 **{f"TPR {name}": ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))["fpr"]
+                    for name, ws in wild.items()}})
+    return rows
+
+
+@dataclass
+class LeaveGeneratorsOut:
+    """The frozen-encoder head trained on some WILD generators and tested on the others, over repeated random
+    splits. Reals are split by photo (all crops of one photo fall on one side), so a test photo was never seen."""
+
+    encoder: str
+    splits: list[dict]  # per split: held-out generators, counts, AUC, TPR and FPR at threshold 0 (score)
+    images: str = "original"  # or the perturbation every image went through (the content control)
+
+    @property
+    def aucs(self) -> np.ndarray:
+        return np.asarray([s["auc"] for s in self.splits], dtype=float)
+
+    @property
+    def mean_auc(self) -> float:
+        return float(np.nanmean(self.aucs))
+
+    @property
+    def std_auc(self) -> float:
+        return float(np.nanstd(self.aucs))
+
+    def mean(self, key: str) -> float:
+        """The mean of one per-split number (``auc``, ``auc photoreal``, ``tpr``, ``fpr``) over the splits."""
+        return float(np.nanmean([s[key] for s in self.splits]))
+
+    def rows(self) -> list[dict]:
+        return [{k: v for k, v in s.items() if k != "held_out"} | {"held out": ", ".join(s["held_out"])}
+                for s in self.splits]
+
+
+def read_content_control(lgo: LeaveGeneratorsOut, content: LeaveGeneratorsOut) -> str:
+    """The content control in words: how much of the leave-generators-out AUC survives when no generation trace
+    can (``content``: the same splits on images shrunk first). Noise: the standard error of each mean over splits."""
+    n = max(1, min(len(lgo.splits), len(content.splits)))
+    noise = 2 * math.hypot(lgo.std_auc, content.std_auc) / math.sqrt(n)
+    gap = lgo.mean_auc - content.mean_auc
+    if gap <= noise:
+        return (f"content explains it: with every image shrunk first ({content.images}), where no generation trace "
+                f"survives, the head still reaches AUC {content.mean_auc:.3f} against {lgo.mean_auc:.3f}; "
+                f"the traces add nothing measurable here (difference {gap:+.3f}, noise ±{noise:.3f})")
+    return (f"generation traces add {gap:.3f} AUC beyond what content alone gives ({content.mean_auc:.3f} with "
+            f"every image shrunk first, {content.images}; noise ±{noise:.3f})")
+
+
+def leave_generators_out(
+    wild_dir: Path | str,
+    *,
+    encoder=None,
+    profile: Profile | str | None = None,
+    repeats: int = 10,
+    held_out: float = 0.3,
+    epochs: int | None = None,
+    lr: float = 1e-3,
+    seed: int = 0,
+    perturb: Callable[[Image.Image], Image.Image] | None = None,
+) -> LeaveGeneratorsOut:
+    """The field's test of generalisation, on real generators: for each of ``repeats`` random splits, hold out a
+    ``held_out`` share of WILD's generators (all their images) and of its real photos (all their crops), train the
+    reference's head on the embeddings of the rest, and measure it on the held-out part only.
+
+    Every image is encoded once through the cache (``features``), so each split trains a head in a second.
+    Repeating the split gives a spread, not one lucky draw. Returns per-split AUC, and TPR/FPR at the reference's
+    threshold (score 0, p(ai) = 0.5), in ``LeaveGeneratorsOut``.
+
+    ``perturb`` edits every image before it is encoded (encoded afresh, outside the cache). The *content control*
+    is ``Perturbation("downscale", 0.125)``: at 28 px no generation trace survives, only what the picture shows;
+    an AUC that stays as high there was earned by content (portraits against landscapes), not by detection.
+    """
+    from .clip_head import FrozenEncoder, make_encoder
+    from .features import embed_samples
+    from .train_clip_head import train_head
+    from .wild import load_wild
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    enc = encoder if isinstance(encoder, FrozenEncoder) else make_encoder(encoder or prof.encoder)
+    images = load_wild(wild_dir)
+    embedded = embed_samples(enc, [(im.path, im.label) for im in images],
+                             embedding_cache(prof) if perturb is None else None, perturb=perturb)
+    by_path = {str(im.path): im for im in images}
+    kept = [by_path[str(p)] for p in embedded.paths]
+    # One unit per held-out decision: a generator for fakes, a photo for reals.
+    units = [(im.label, im.generator if im.label == AI_INDEX else im.group) for im in kept]
+    fakes = sorted({u for lab, u in units if lab == AI_INDEX})
+    photos = sorted({u for lab, u in units if lab != AI_INDEX})
+    if len(fakes) < 2 or len(photos) < 2:
+        raise LayoutError(f"{wild_dir}: leave-generators-out needs two or more generators and photos, found "
+                          f"{len(fakes)} and {len(photos)}")
+    rng = np.random.default_rng(seed)
+    epochs = epochs if epochs is not None else 4 * prof.epochs
+    splits = []
+    for repeat in range(repeats):
+        out_fakes = set(rng.choice(fakes, size=max(1, round(held_out * len(fakes))), replace=False).tolist())
+        out_photos = set(rng.choice(photos, size=max(1, round(held_out * len(photos))), replace=False).tolist())
+        test = [i for i, (lab, u) in enumerate(units) if u in (out_fakes if lab == AI_INDEX else out_photos)]
+        train = sorted(set(range(len(units))) - set(test))
+        seen = embedded.take(train)
+        head = train_head(seen, seen, epochs=epochs, lr=lr, batch_size=prof.batch_size, seed=seed + repeat)
+        part = embedded.take(test)
+        y, p = part.labels.numpy(), _head_p_ai(head, part.embeddings)
+        rates = metrics.rates_at(y, p)
+        # Photoreal fakes only (no illustrations or posters) against the same photos: what content alone can't do.
+        real_look = np.asarray([kept[i].label != AI_INDEX or kept[i].style == "photoreal" for i in test])
+        splits.append({"split": repeat, "held_out": sorted(out_fakes), "train images": len(train),
+                       "test ai": rates.tp + rates.fn, "test real": rates.tn + rates.fp,
+                       "auc": metrics.roc_auc(y, p), "auc photoreal": metrics.roc_auc(y[real_look], p[real_look]),
+                       "tpr": rates.tpr, "fpr": rates.fpr})
+    return LeaveGeneratorsOut(enc.spec, splits, getattr(perturb, "label", "original") if perturb else "original")
 
 
 # ------------------------------------------------------------------------------------------- robustness
@@ -527,6 +762,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32, help="batch size (default: %(default)s)")
     parser.add_argument("--figure", default="results/figures/confusion_matrix.png",
                         help="where to save the confusion matrix (default: %(default)s)")
+    parser.add_argument("--wild", nargs="?", const="", default=None, metavar="DIR",
+                        help="then score WILD, real text-to-image outputs against real photos (default folder: the "
+                             "profile's data/wild, built by `python -m detectlib.wild`), at the threshold this "
+                             "split chooses: AUC, TPR per generator, FPR on the photos")
     add_strict(parser)
     return parser
 
@@ -576,7 +815,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       title=f"{detector.kind} on {data_dir.name}/{args.split}")
     print(f"Confusion matrix figure: {plots.save_figure(fig, args.figure)}")
     plt.close(fig)
+    if args.wild is not None:
+        print_wild_report(detector, Path(args.wild) if args.wild else get_paths().wild, scores)
     return 0
+
+
+def print_wild_report(detector: Detector, wild_dir: Path, val: Scores) -> None:
+    """``--wild``: the detector on WILD at the threshold its validation scores ``val`` choose."""
+    from .wild import MANIFEST
+
+    if not (wild_dir / MANIFEST).is_file():
+        raise LayoutError(f"--wild {wild_dir}: no WILD set there (no {MANIFEST}); build it with "
+                          "`python -m detectlib.wild` or pass its folder")
+    threshold = validation_threshold(val)
+    wild = {detector.kind: score_wild(detector, wild_dir, progress=True)}
+    summary = wild[detector.kind].summary(threshold)
+    print(f"\nWILD ({wild_dir}): {summary['n_ai']} AI images, {summary['n_real']} real photos. Threshold "
+          f"{threshold:.3f} on p(ai), chosen on {val.name} ({val.split}).")
+    print(f"ROC-AUC {summary['auc']:.4f} | fakes caught (TPR) {summary['tpr']:.1%} | real photos flagged (FPR) "
+          f"{summary['fpr']:.1%}\n")
+    print(format_table(wild_generator_table(wild, {detector.kind: threshold})))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ class EmbeddedSet:
         """A ``TensorDataset`` for ``train.fit``: the head trains on these vectors."""
         return torch.utils.data.TensorDataset(self.embeddings, self.labels)
 
+    def take(self, indices: Sequence[int]) -> EmbeddedSet:
+        """The rows at ``indices`` (a train or test part of one embedded set; no cache statistics)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return EmbeddedSet(self.embeddings[idx], self.labels[idx], [self.paths[i] for i in idx.tolist()])
+
 
 def file_digest(path: Path | str) -> str:
     """SHA-256 of a file's bytes: the cache key of one image."""
@@ -102,10 +107,15 @@ def embed_samples(
     batch_size: int = 32,
     progress: bool = False,
     strict: bool = False,
+    perturb: Any = None,
 ) -> EmbeddedSet:
     """Embed (path, label) pairs with a frozen encoder, reading and extending the cache in ``cache_dir``
     (``None``: no cache, every image is encoded). Unreadable images are skipped with a warning each and a
-    summary (``strict``: the first one raises ``ImageLoadError``); the cache only ever holds readable ones."""
+    summary (``strict``: the first one raises ``ImageLoadError``); the cache only ever holds readable ones.
+    ``perturb`` (PIL image -> PIL image, e.g. ``evaluate.Perturbation``) edits each decoded image first; it needs
+    ``cache_dir=None``, since the cache is keyed by the file's bytes, not by what was done to them."""
+    if perturb is not None and cache_dir is not None:
+        raise ValueError("embed_samples: a perturbed image must not enter the cache; pass cache_dir=None")
     stats = CacheStats()
     skipped: list[tuple[Path, str]] = []
 
@@ -148,7 +158,8 @@ def embed_samples(
         images, batch_hashes = [], []
         for digest, index in todo[start:start + batch_size]:
             try:
-                images.append(load_image(samples[index][0]))
+                image = load_image(samples[index][0])
+                images.append(perturb(image) if perturb is not None else image)
                 batch_hashes.append(digest)
             except ImageLoadError as err:
                 skip(samples[index][0], err)

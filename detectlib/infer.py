@@ -82,19 +82,24 @@ def score_paths(
     progress: bool = False,
     strict: bool = False,
     warn: bool = True,
+    cache_dir: Path | str | None = None,
 ) -> Predictions:
     """The whole pipeline, batched: decode each file, optionally perturb it (robustness), preprocess with the
     detector's own transform, and run the model under ``torch.inference_mode``.
 
     ``workers`` > 0 decodes in background processes while the model runs; unreadable files are skipped and
     listed in ``skipped``, each with a ``SkippedFileWarning`` and then a summary (``warn=False``: silently);
-    ``strict``: the first one raises ``ImageLoadError``.
+    ``strict``: the first one raises ``ImageLoadError``. With ``cache_dir``, a head over a *frozen* encoder
+    reads each unperturbed image's embedding from the embedding cache (``features``) and runs only its head:
+    the same numbers, without encoding an image twice across lessons.
     """
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     paths = [Path(p) for p in paths]
+    if cache_dir is not None and perturb is None and detector.kind == "clip_head" and detector.model.freeze:
+        return _score_through_cache(detector, paths, Path(cache_dir), batch_size, progress, strict)
     loader = DataLoader(_ImageFiles(paths, detector.transform, perturb), batch_size=batch_size,
                         num_workers=workers, collate_fn=list)
     kept: list[int] = []
@@ -116,6 +121,22 @@ def score_paths(
     if warn:
         warn_skipped(skipped)
     p_ai = torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
+    return Predictions([paths[i] for i in kept], p_ai, skipped, kept)
+
+
+def _score_through_cache(detector: Detector, paths: list[Path], cache_dir: Path, batch_size: int, progress: bool,
+                         strict: bool) -> Predictions:
+    """``score_paths`` for a frozen-encoder head: embeddings through the cache, then the head alone."""
+    from .clip_head import head_p_ai
+    from .features import embed_samples
+
+    embedded = embed_samples(detector.model.encoder, [(p, 0) for p in paths], cache_dir, batch_size, progress, strict)
+    kept, pending = [], iter(enumerate(paths))
+    for path in embedded.paths:  # embed_samples keeps the input order and leaves out unreadable files
+        kept.append(next(i for i, candidate in pending if candidate == path))
+    left_out = sorted(set(range(len(paths))) - set(kept))
+    skipped = [(paths[i], "unreadable (see the warning above)") for i in left_out]
+    p_ai = head_p_ai(detector.model.head, embedded.embeddings).numpy().astype(np.float64)
     return Predictions([paths[i] for i in kept], p_ai, skipped, kept)
 
 

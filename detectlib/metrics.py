@@ -159,6 +159,19 @@ def roc_auc(y_true: Sequence[int], p_ai: Sequence[float]) -> float:
     return roc(y_true, p_ai).area
 
 
+def auc_standard_error(auc: float, n_ai: int, n_real: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC-AUC measured on ``n_ai`` fakes and ``n_real`` photos.
+
+    Why: on a few dozen images an AUC of 0.60 can be chance. Two standard errors around 0.5 is the band a lesson
+    calls "no better than chance" (``evaluate.describe_auc``).
+    """
+    if n_ai < 1 or n_real < 1 or np.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (n_ai - 1) * (q1 - auc**2) + (n_real - 1) * (q2 - auc**2)) / (n_ai * n_real)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def tpr_at_fpr(y_true: Sequence[int], p_ai: Sequence[float], max_fpr: float = 0.05) -> float:
     """The largest TPR any threshold reaches while flagging at most ``max_fpr`` of the real photos.
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from .clip_head import ClipHeadDetector, FrozenEncoder
-    from .features import CacheStats
+    from .features import CacheStats, EmbeddedSet
     from .train import History
 
 DataDirs = Path | str | Sequence[Path | str]  # one reference-layout folder, or several pooled
@@ -152,6 +152,25 @@ def _fit(model: Any, loaders: Mapping[str, Any], *, epochs: int, lr: float, seed
 
     return fit(model, loaders["train"], loaders["val"], epochs=epochs, lr=lr, loss_fn=bce_on_logit,
                predict_fn=predict_class, val_metrics_fn=val_metrics, seed=seed, device=device, progress=progress)
+
+
+def train_head(train: EmbeddedSet, val: EmbeddedSet, *, epochs: int, lr: float, batch_size: int,
+               dropout: float = 0.35, seed: int = 0) -> torch.nn.Module:
+    """The reference's head trained silently on embeddings already computed, on the CPU: what experiments that
+    train many heads over one cache call (the leave-generators-out protocol). ``val`` is only measured by the
+    loop, never used to choose anything (the head of the last epoch is returned, in eval mode): passing the
+    training set itself is fine, and keeps every test image out of the run."""
+    import torch
+
+    from .clip_head import make_head
+    from .train import make_loaders
+
+    torch.manual_seed(seed)  # the head's initial draw, as train_clip_head
+    head = make_head(int(train.embeddings.shape[1]), dropout)
+    loaders = make_loaders({"train": train.dataset(), "val": val.dataset()}, batch_size)
+    with contextlib.redirect_stdout(io.StringIO()):
+        _fit(head, loaders, epochs=epochs, lr=lr, seed=seed, device="cpu", progress=False)
+    return head.eval()
 
 
 def _resolve_encoder(encoder: str | FrozenEncoder | None, prof: Profile) -> FrozenEncoder:

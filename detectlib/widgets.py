@@ -200,16 +200,29 @@ class ImageProbe:
 
     @_shows_errors
     def render_scores(self) -> None:
-        """One row per detector: p(ai), the CLIP head's score (2·p(real) − 1, > 0 real), the label."""
+        """One row per detector: p(ai), the CLIP head's score (2·p(real) − 1, > 0 real), the label, and what it
+        was trained on; below, a warning when a detector has only ever seen the kit's own fakes."""
         if not self.p_ai:
             return
-        rows = []
+        from .evaluate import training_data
+
+        rows, unproven = [], []
         for name, p in self.p_ai.items():
+            data = training_data(self.detectors[name])
+            if data.real_world is not True:
+                unproven.append(name)
             clip = f"{1.0 - 2.0 * p:+.3f}" if self.detectors[name].kind == "clip_head" else "–"
             rows.append(f"<tr><td>{html.escape(name)}</td><td>{p:.3f}</td><td>{clip}</td>"
-                        f"<td><b>{html.escape(self.label(p))}</b></td></tr>")
+                        f"<td><b>{html.escape(self.label(p))}</b></td><td>{html.escape(data.text)}</td></tr>")
+        note = ""
+        if unproven:
+            note = ("<p><b>Not evidence:</b> " + html.escape(", ".join(unproven)) + " learned only from the kit's own "
+                    "fakes (or the checkpoint does not say what it learned from). On a real-world photo or a "
+                    "text-to-image output its score is a guess, however confident it looks: notebook 04 measures "
+                    "it on WILD.</p>")
         self.scores.value = ("<table><tr><th>detector</th><th>p(ai)</th><th>CLIP score</th>"
-                             f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th></tr>{''.join(rows)}</table>")
+                             f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th><th>trained on</th></tr>"
+                             f"{''.join(rows)}</table>{note}")
 
     @_shows_errors
     def choose_detector(self) -> None:

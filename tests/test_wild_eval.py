@@ -1,0 +1,190 @@
+"""Every detector on WILD: scoring a WILD build, the threshold from validation, the per-generator table, the
+leave-generators-out protocol (grouping by generator and by photo), the content control, the AUC's noise band, and
+what the probe says of a detector that only met the kit's own fakes. Tiny random models, hand-made WILD folders."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from builders import clip_detector, constant_convnext
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from detectlib import evaluate, metrics, wild
+from detectlib.clip_head import make_encoder
+from detectlib.config import CLASSES
+from detectlib.infer import score_paths
+from detectlib.models import load_detector
+
+GENERATORS = {"flux_a": ("FLUX.1", 2024, "photoreal"), "sdxl_b": ("SDXL", 2023, "poster"),
+              "qwen_c": ("Qwen-Image", 2025, "photoreal"), "gpt_d": ("GPT-image", 2025, "illustration")}
+PHOTOS = {"mate_lake": 3, "plasma_kite": 2, "skimage_coffee": 1, "lomiri_bridge": 2}
+
+
+def make_wild(root: Path, per_generator: int = 2, seed: int = 0) -> Path:
+    """A WILD build by hand: ``ai``/``nature`` JPEGs and a ``manifest.csv`` in ``wild``'s columns; fakes lean red,
+    photos green, so a head has something to learn."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+    units = [(0, gen, i, 0) for gen in GENERATORS for i in range(per_generator)]
+    units += [(1, photo, 0, crop) for photo, crops in PHOTOS.items() for crop in range(crops)]
+    for label, unit, i, crop in units:
+        pixels = rng.integers(0, 256, (32, 32, 3))
+        pixels[..., label] = pixels[..., label] // 4 + 190
+        file = f"{CLASSES[label]}/{unit}-{i}_c{crop}.jpg"
+        Image.fromarray(pixels.astype(np.uint8)).save(root / file, quality=90)
+        family, year, style = GENERATORS[unit] if label == 0 else ("photo", "", "photo")
+        rows.append({"file": file, "label": CLASSES[label], "generator": unit if label == 0 else unit.split("_")[0],
+                     "model": family, "family": family, "release_year": year, "style": style,
+                     "group": unit, "crop": crop, "source": f"test:{file}"})
+    with open(root / wild.MANIFEST, "w", newline="") as f:
+        writer = csv.DictWriter(f, wild.MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def wild_dir(tmp_path, one_thread):
+    return make_wild(tmp_path / "wild")
+
+
+def test_hanley_mcneil_standard_error_matches_a_bootstrap():
+    """The analytic band agrees with a bootstrap over images (within 25 %), for a weak and a strong detector."""
+    rng = np.random.default_rng(0)
+    for shift in (0.3, 1.5):
+        y = np.r_[np.zeros(60, int), np.ones(90, int)]
+        p = 1 / (1 + np.exp(-np.r_[rng.normal(shift, 1, 60), rng.normal(0, 1, 90)]))  # ai = 0 scores higher
+        auc = metrics.roc_auc(y, p)
+        assert auc == pytest.approx(roc_auc_score(y == 0, p))
+        boot = []
+        for _ in range(400):
+            i = np.r_[rng.choice(60, 60), 60 + rng.choice(90, 90)]
+            boot.append(metrics.roc_auc(y[i], p[i]))
+        assert metrics.auc_standard_error(auc, 60, 90) == pytest.approx(np.std(boot), rel=0.25)
+
+
+def test_describe_auc_reads_the_number_against_its_noise():
+    assert evaluate.describe_auc(0.55, 20, 20).startswith("no better than chance")
+    assert evaluate.describe_auc(0.55, 5000, 5000).startswith("weak, but better than chance")
+    assert evaluate.describe_auc(0.2, 50, 50).startswith("worse than chance")
+    assert evaluate.describe_auc(0.97, 50, 50).startswith("strong")
+    assert evaluate.describe_auc(0.8, 100, 100).startswith("useful")
+
+
+def test_score_wild_keeps_each_image_with_its_source(wild_dir, tmp_path):
+    detector = load_detector(constant_convnext(tmp_path / "c.pth", 0.7))
+    scored = evaluate.score_wild(detector, wild_dir)
+    assert len(scored.images) == len(scored.scores) == 8 + sum(PHOTOS.values())
+    assert [im.path for im in scored.images] == scored.scores.paths
+    assert scored.scores.y_true.tolist() == [im.label for im in scored.images]
+    summary = scored.summary(threshold=0.5)  # every p(ai) is 0.7: all fakes caught, all photos flagged
+    assert (summary["tpr"], summary["fpr"], summary["n_ai"]) == (1.0, 1.0, 8)
+    assert scored.summary(threshold=0.8)["tpr"] == 0.0
+    assert set(scored.tpr_by_generator(0.5)) == set(GENERATORS)
+
+
+def test_per_generator_table_orders_by_year_and_ends_with_the_photos(wild_dir, tmp_path):
+    low = load_detector(constant_convnext(tmp_path / "low.pth", 0.3))
+    wild_scores = {"low": evaluate.score_wild(low, wild_dir)}
+    rows = evaluate.wild_generator_table(wild_scores, {"low": 0.2})
+    assert [r["year"] for r in rows[:-1]] == sorted(r["year"] for r in rows[:-1])
+    assert rows[-1]["generator"].startswith("real photos") and rows[-1]["n"] == sum(PHOTOS.values())
+    assert all(r["TPR low"] == 1.0 for r in rows[:-1]) and rows[-1]["TPR low"] == 1.0  # 0.3 >= 0.2: all flagged
+    table = evaluate.wild_table(wild_scores, {"low": 0.5})
+    assert table[0]["tpr"] == 0.0 and table[0]["fpr"] == 0.0 and "verdict" in table[0]
+
+
+def test_validation_threshold_is_chosen_on_validation_scores():
+    val = evaluate.Scores(np.array([0, 0, 1, 1]), np.array([0.9, 0.8, 0.3, 0.1]), [Path(f"{i}") for i in range(4)])
+    threshold = evaluate.validation_threshold(val)
+    assert 0.3 < threshold <= 0.8
+
+
+def test_leave_generators_out_holds_out_whole_generators_and_whole_photos(wild_dir):
+    encoder = make_encoder("clip-tiny-random")
+    lgo = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=4, held_out=0.5, epochs=2)
+    images = wild.load_wild(wild_dir)
+    crops = {photo: n for photo, n in PHOTOS.items()}
+    assert len(lgo.splits) == 4 and lgo.images == "original"
+    for split in lgo.splits:
+        assert len(split["held_out"]) == 2 and set(split["held_out"]) <= set(GENERATORS)
+        assert split["test ai"] == 2 * len(split["held_out"])  # every image of a held-out generator, no other
+        assert split["test real"] in {a + b for a in crops.values() for b in crops.values()} - {0}
+        assert split["train images"] + split["test ai"] + split["test real"] == len(images)
+        assert 0.0 <= split["auc"] <= 1.0
+    assert len({tuple(s["held_out"]) for s in lgo.splits}) > 1  # the splits differ
+    assert lgo.mean_auc == pytest.approx(np.mean([s["auc"] for s in lgo.splits]))
+
+
+def test_content_control_encodes_the_perturbed_images_outside_the_cache(wild_dir, monkeypatch):
+    encoder = make_encoder("clip-tiny-random")
+    original = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1)
+    content = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1,
+                                            perturb=evaluate.Perturbation("downscale", 0.125))
+    assert content.images == "downscale x0.125" and original.images == "original"
+    assert [s["held_out"] for s in content.splits] == [s["held_out"] for s in original.splits]  # same seeds
+    with pytest.raises(ValueError, match="cache"):
+        from detectlib.features import embed_samples
+
+        embed_samples(encoder, [(im.path, im.label) for im in wild.load_wild(wild_dir)], wild_dir / "cache",
+                      perturb=evaluate.Perturbation("blur", 2))
+
+
+def test_a_frozen_head_scores_the_same_through_the_cache(wild_dir, tmp_path):
+    detector = clip_detector(seed=3)
+    files = [im.path for im in wild.load_wild(wild_dir)] + [tmp_path / "missing.png"]
+    with pytest.warns(UserWarning):
+        direct = score_paths(detector, files)
+    with pytest.warns(UserWarning):
+        cached = score_paths(detector, files, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache").is_dir() and cached.paths == direct.paths and cached.kept == direct.kept
+    assert [p for p, _ in cached.skipped] == [tmp_path / "missing.png"]
+    np.testing.assert_allclose(cached.p_ai, direct.p_ai, atol=1e-5)
+    again = score_paths(detector, files[:-1], cache_dir=tmp_path / "cache")  # read back, not recomputed
+    np.testing.assert_allclose(again.p_ai, direct.p_ai, atol=1e-5)
+
+
+def test_training_data_says_whether_a_score_on_a_real_image_means_anything():
+    kit = evaluate.training_data({"config": {"profile": "demo", "data_dirs": ["data/raw/ALL_full"]}})
+    assert kit.real_world is False and "kit's own fakes" in kit.text and "ALL_full" in kit.text
+    assert evaluate.training_data({"config": {"profile": "demo", "wild": True, "data_dir": "data/wild"}}).real_world
+    assert evaluate.training_data({"config": {"profile": "full", "data_dir": "data/raw/ADM"}}).real_world is True
+    assert evaluate.training_data({"format": "bare-state-dict"}).real_world is None
+
+
+def test_probe_says_a_kit_trained_score_is_not_evidence(tmp_path):
+    from detectlib.widgets import ImageProbe
+
+    path = constant_convnext(tmp_path / "c.pth", 0.9)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"] = {"profile": "smoke", "data_dir": str(tmp_path / "AE")}
+    torch.save(ckpt, path)
+    probe = ImageProbe({"ConvNeXt": load_detector(path)})
+    probe.set_image(Image.new("RGB", (40, 40), "gray"), "grey.png")
+    assert "Not evidence" in probe.scores.value and "kit&#x27;s own fakes" in probe.scores.value
+    ckpt["config"] = {"profile": "full", "data_dir": str(tmp_path / "GenImage")}
+    torch.save(ckpt, path)
+    probe = ImageProbe({"ConvNeXt": load_detector(path)})
+    probe.set_image(Image.new("RGB", (40, 40), "gray"), "grey.png")
+    assert "Not evidence" not in probe.scores.value and "your data" in probe.scores.value
+
+
+def test_evaluate_cli_reports_wild_at_the_validation_threshold(wild_dir, tmp_path, capsys):
+    from builders import make_tree
+
+    data = make_tree(tmp_path / "data")
+    model = constant_convnext(tmp_path / "c.pth", 0.6)
+    assert evaluate.main(["--model_path", str(model), "--data_dir", str(data), "--wild", str(wild_dir),
+                          "--figure", str(tmp_path / "cm.png")]) == 0
+    out = capsys.readouterr().out
+    assert "WILD (" in out and "8 AI images" in out and "ROC-AUC" in out and "real photos (FPR)" in out
+    assert evaluate.main(["--model_path", str(model), "--data_dir", str(data), "--wild", str(tmp_path),
+                          "--figure", str(tmp_path / "cm.png")]) == 2
+    assert "no WILD set there" in capsys.readouterr().err
