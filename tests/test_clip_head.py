@@ -120,9 +120,10 @@ def test_clip_name_offline_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.skipif(os.environ.get("HF_HUB_OFFLINE") != "1", reason="needs HF_HUB_OFFLINE=1 to fail fast")
-def test_reference_clip_offline_says_what_to_download():
+def test_reference_clip_offline_says_what_to_download(monkeypatch):
+    monkeypatch.setenv("DETECTLIB_PROFILE", "full")
     with pytest.raises(PretrainedWeightsError, match="hf download openai/clip-vit-large-patch14"):
-        ClipHeadDetector()  # the reference's defaults: ViT-L/14 from the hub
+        ClipHeadDetector()  # the full profile's defaults are the reference's: ViT-L/14 from the hub
 
 
 def test_trained_head_learns_and_prints_the_reference_metrics(trained):
@@ -220,3 +221,19 @@ def test_compare_encoders_trains_one_head_per_distinct_encoder(tree, encoder, tm
                                             epochs=1, progress=False)
     assert list(runs) == ["clip-tiny-random"]
     assert (tmp_path / "clip-tiny-random" / "modelo_final.pth").is_file()
+
+
+def test_reference_class_takes_the_profiles_encoder(monkeypatch, tmp_path):
+    """grpClasificador() with no encoder builds the profile's: the tiny CLIP in smoke (ViT-B/16 in demo, L/14 in full)."""
+    monkeypatch.setenv("DETECTLIB_PROFILE", "smoke")
+    monkeypatch.chdir(tmp_path)  # no modelo_final.pth here: the optional default file is not loaded
+    assert grpClasificador().encoder.spec == "clip-tiny-random"
+
+
+def test_a_bare_head_is_described_by_its_width():
+    """The demo writes modelo_final.pth as a bare head over ViT-B/16 (768-d); the reference's is 1024-d (ViT-L/14)."""
+    from detectlib.models import describe_bare_state_dict
+
+    for width, arch in ((768, "openai/clip-vit-base-patch16"), (1024, "openai/clip-vit-large-patch14")):
+        ckpt = describe_bare_state_dict({"head.1.weight": torch.zeros(1, width), "head.1.bias": torch.zeros(1)})
+        assert (ckpt["kind"], ckpt["arch"]) == ("clip_head", arch)
