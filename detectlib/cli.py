@@ -59,6 +59,15 @@ def add_reference_training_args(parser: argparse.ArgumentParser, batch_help: str
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
 
 
+def profile_line(profile, model: str, reference: str, flags: str) -> str:
+    """The one line every training command prints first: the profile, the model and where its weights come from,
+    and how to switch (``reference``: what ``full`` runs, which is the reference's setup; ``flags``: the overrides)."""
+    if profile.name == "full":
+        return f"profile full: {model} (the reference's setup). Override with {flags}."
+    return (f"profile {profile.name} (DETECTLIB_PROFILE): {model}. The reference's {reference} is "
+            f"DETECTLIB_PROFILE=full; override with {flags}.")
+
+
 def add_strict(parser: argparse.ArgumentParser, what: str = "an unreadable image file") -> None:
     """The ``--strict`` flag every folder-reading tool shares."""
     parser.add_argument("--strict", action="store_true",

@@ -96,8 +96,11 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile named, else ``$DETECTLIB_PROFILE``, else ``demo``; keyword overrides replace fields."""
+def get_profile(name: Profile | str | None = None, **overrides) -> Profile:
+    """The profile named (or given: a ``Profile`` is returned as it is), else ``$DETECTLIB_PROFILE``, else
+    ``demo``; keyword overrides replace fields."""
+    if isinstance(name, Profile):
+        return replace(name, **overrides) if overrides else name
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {', '.join(PROFILES)}")

