@@ -88,6 +88,12 @@ def test_every_notebook_has_a_colab_badge_to_itself_and_a_guarded_colab_setup(pa
     assert badges == [rel]
     setup = [_source(c) for c in cells if c["cell_type"] == "code" and _source(c).startswith("# Colab set-up")]
     assert len(setup) == 1
-    # runs only on Colab, never reinstalls torch nor upgrades ipywidgets, asks before mounting Drive
-    assert 'if os.path.exists("/content"):' in setup[0] and "MOUNT_DRIVE = False" in setup[0]
+    # runs only on Colab (detected by its module or its environment, not by a folder), installs the extras the
+    # notebook imports, never reinstalls torch nor upgrades ipywidgets, never switches the profile, asks before
+    # mounting Drive
+    assert 'IN_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ' in setup[0]
+    assert "if IN_COLAB and any(importlib.util.find_spec(module) is None for module in NEEDS):" in setup[0]
+    extras = "demo,lab" if "05_" in path.name else "demo"
+    assert f'f"detectlib[{extras}] @ {{KIT}}"' in setup[0] and "MOUNT_DRIVE = False" in setup[0]
     assert not re.search(r"install[^\n]*(torch|ipywidgets|--upgrade|-U\b)", setup[0])
+    assert "DETECTLIB_PROFILE" not in setup[0] and "/content\")" not in setup[0].split("drive.mount")[0]
