@@ -8,7 +8,7 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Tests use tiny models: one thread each is faster than two fighting over 2 cores, and results repeat exactly.
 TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 DETECTLIB_PROFILE=smoke
 
-.PHONY: setup demo test bench lint clean test-browser
+.PHONY: setup demo test test-colab bench lint clean test-browser
 
 setup: $(STAMP)
 
@@ -35,6 +35,23 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks \
 	  --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# The Colab experience as a test, offline: a separate environment shaped like Colab (its own torch, timm,
+# transformers and ipywidgets 7 first; then the kit installed NON-editable from this checkout with the extras the
+# set-up cells name; the notebook runner and nothing else of dev), the Colab marker set, and every lesson and
+# exercise run in order under nbval from a scratch folder outside the checkout, as /content is.
+COLAB_VENV := build/colab-venv
+test-colab:
+	rm -rf $(COLAB_VENV)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install -q -c constraints.txt torch torchvision timm transformers 'ipywidgets<8' \
+	  ipykernel nbval
+	$(COLAB_VENV)/bin/python -m pip install -q -c constraints.txt '.[demo,lab]'
+	$(COLAB_VENV)/bin/python -c 'import ipywidgets, detectlib, pathlib; assert ipywidgets.__version__.startswith("7."), ipywidgets.__version__; assert "site-packages" in pathlib.Path(detectlib.__file__).parts, detectlib.__file__'
+	run=$$(mktemp -d) && cp -r notebooks/. "$$run" && cd "$$run" && \
+	  COLAB_RELEASE_TAG=detectlib-test-colab $(TEST_ENV) $(CURDIR)/$(COLAB_VENV)/bin/python -m pytest \
+	  [0-9]*.ipynb exercises/[0-9]*.ipynb --nbval-lax --nbval-current-env -p no:cacheprovider -q; \
+	  status=$$?; rm -rf "$$run"; exit $$status
 
 # Speed and memory against the kit's own ceilings (ratios within one run) -> results/bench.json.
 # Also times a fresh clone's set-up, `make demo` and `make test` (about 20 minutes in all).
