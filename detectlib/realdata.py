@@ -525,6 +525,18 @@ def _convert_parquet(
 # --------------------------------------------------------------------------------------------- fetchers
 
 
+def how_to_bring_data(raw: Path | str) -> str:
+    """What the ``full`` profile needs, said once for notebook 01 and for the error of a run without data."""
+    return (
+        f"The full profile builds nothing: it reads real data in GenImage's layout, {raw}/<GEN>/{{train,val}}/"
+        "{ai,nature}. Bring it with one of: dl.realdata.fetch_cifake() (CIFAKE: 60,000 real CIFAR-10 and 60,000 "
+        "Stable Diffusion 1.4 images at 32 px, a zip of about 100 MB from Kaggle); dl.realdata.fetch_tiny_genimage() "
+        "(Tiny-GenImage: per-generator folders for ADM, BigGAN, GLIDE, Midjourney, SD 1.4/1.5, VQDM and Wukong, "
+        "about 8 GB of parquet, needs pyarrow); or copy GenImage or your own folders there. Without real data, "
+        "use DETECTLIB_PROFILE=demo."
+    )
+
+
 def fetch_cifake(
     dest_root: Path | str | None = None,
     *,

@@ -551,10 +551,9 @@ def ensure_demo_dataset(profile: Profile | str | None = None) -> Path:
         return build_demo_dataset(profile)
     raw = get_paths(profile).raw
     if not discover_generators(raw):
-        raise LayoutError(
-            f"{raw}: no generator folders <GEN>/{{train,val}}/{{ai,nature}}; the {profile.name!r} profile uses "
-            "real data: bring GenImage or CIFAKE folders (data/README.md), or use DETECTLIB_PROFILE=demo"
-        )
+        from .realdata import how_to_bring_data
+
+        raise LayoutError(f"{raw}: no generator folders found. {how_to_bring_data(raw)}")
     return raw
 
 

@@ -229,7 +229,7 @@ def test_cli_builds_and_refuses_the_full_profile(tmp_path, capsys):
 
 def test_ensure_builds_demo_data_but_only_checks_real_data_in_full(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
-    with pytest.raises(LayoutError, match="bring GenImage or CIFAKE"):
+    with pytest.raises(LayoutError, match=r"fetch_cifake\(\) \(CIFAKE.*about 100 MB.*fetch_tiny_genimage"):
         synth.ensure_demo_dataset("full")
     assert not (tmp_path / "data").exists()
     (tmp_path / "data" / "raw" / "ADM" / "val").mkdir(parents=True)
