@@ -4,7 +4,8 @@ Used by every ``python -m detectlib.<tool>``. ``@command`` wraps a ``main(argv)`
 input is wrong" (an unreadable image, a folder without the reference layout, a checkpoint that is not one or
 would run code, weights that cannot be had, a path the system refuses) end the run with one line and exit code 2,
 never a traceback; anything else is a bug and keeps its traceback. While the tool runs, warnings print as one
-line ``warning: <message>`` (the skipped-file policy of ``data``: each skipped file, then the summary), and file
+line ``warning: <message>`` (the skipped-file policy of ``data``: each skipped file, then the summary), context as
+``note: <message>`` (``infer`` and ``gradcam_infer`` say which model the checkpoint holds), and file
 names that are not valid UTF-8 print with backslash escapes instead of crashing the output.
 
 Lean on purpose: importing it imports nothing heavy. The checkpoint and weights errors are recognised only once
@@ -57,6 +58,11 @@ def add_reference_training_args(parser: argparse.ArgumentParser, batch_help: str
     parser.add_argument("--epochs", type=int, default=5, help="number of training epochs (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=16, help=f"{batch_help} (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: %(default)s)")
+
+
+def note(text: str) -> None:
+    """A line of context on stderr, ``note: <text>``, for tools whose stdout is the reference's exact output."""
+    print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def profile_line(profile, model: str, reference: str, flags: str) -> str:

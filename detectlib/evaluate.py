@@ -804,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {data_dir / args.split}: no readable images", file=sys.stderr)
         return 2
     print(f"Evaluating {detector.kind} checkpoint {model_path} on {data_dir / args.split} ({len(scores)} images, "
-          f"threshold {args.threshold:g} on p(ai))\n")
+          f"threshold {args.threshold:g} on p(ai))\n{detector.describe()}\n")
     print(scores.report(args.threshold))
 
     import matplotlib.pyplot as plt

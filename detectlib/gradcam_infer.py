@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import command
+from .cli import command, note
 from .cli import fail as _fail
 from .config import get_language
 from .data import load_image
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .models import load_detector
 
     detector = load_detector(model_path)
+    note(detector.describe())  # on stderr: stdout stays exactly the reference's output
     try:
         result = explain(detector, image, layer=args.target_layer, target=args.target)
     except LayerError as err:

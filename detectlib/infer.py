@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cli import add_strict, command
+from .cli import add_strict, command, note
 from .cli import fail as _fail
 from .config import get_language
 from .data import ImageLoadError, SkippedFileWarning, is_image_file, load_image, warn_skipped
@@ -217,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .models import load_detector
 
     detector = load_detector(model_path)
+    note(detector.describe())  # on stderr: stdout stays exactly the reference's output
     predictions = score_paths(detector, images, batch_size=args.batch_size, progress=not single,
                               strict=args.strict)
     if not len(predictions.paths):

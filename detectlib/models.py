@@ -351,6 +351,17 @@ class Detector:
             return (1.0 - out.reshape(-1).float()) / 2.0  # score = 2 p(real) - 1
         return out.float().softmax(dim=1)[:, AI_INDEX]
 
+    def describe(self) -> str:
+        """One line for the command lines: what the checkpoint holds and where its weights come from. The model
+        is the checkpoint's, whatever ``DETECTLIB_PROFILE`` says, and the line says so."""
+        config = self.meta.get("config") or {}
+        trained = f", trained in the {config['profile']} profile" if config.get("profile") else ""
+        if self.kind == "clip_head":
+            what = f"the reference's head (weights from the checkpoint{trained}) over {self.model.encoder.description}"
+        else:
+            what = f"{self.meta.get('arch')} at {self.meta.get('img_size')} px, weights from the checkpoint{trained}"
+        return f"model: {what}; the checkpoint decides the model, not DETECTLIB_PROFILE"
+
     def score_images(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
         """p(ai) for a list of PIL images."""
         scores = []

@@ -70,14 +70,14 @@ def good_under(c, *parts: str) -> set[Path]:
 
 
 def assert_one_line_error(err: str, *needles: str) -> str:
-    """Warnings (and progress bars) may come first; the run must end in exactly one ``error:`` line and show no
-    traceback."""
+    """Warnings, notes (and progress bars) may come first; the run must end in exactly one ``error:`` line and show
+    no traceback."""
     lines = [line.rsplit("\r", 1)[-1] for line in err.strip().splitlines()]  # what a terminal shows
     lines = [line for line in lines if line.strip() and "%|" not in line]  # minus tqdm bars
     assert "Traceback" not in err, err
     assert lines and lines[-1].startswith("error: "), err
     assert sum(line.startswith("error: ") for line in lines) == 1, err
-    assert all(line.startswith(("warning: ", "error: ")) for line in lines), err
+    assert all(line.startswith(("warning: ", "note: ", "error: ")) for line in lines), err
     for needle in needles:
         assert needle in lines[-1], (needle, lines[-1])
     return lines[-1]

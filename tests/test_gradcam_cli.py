@@ -83,7 +83,9 @@ def test_invalid_layer_lists_the_available_names(files, capsys, tmp_path):
     code, lines, err = _run(["--image_path", files["image"], "--model_path", files["convnext"], "--target_layer",
                              "stages.2.blocks.4.conv_dw", "--out_dir", tmp_path], capsys)
     assert code == 2 and lines == []
-    assert err.startswith("error: unknown layer 'stages.2.blocks.4.conv_dw'; available layers: ")
+    note, error = err.splitlines()  # which model the checkpoint holds, then the one error line
+    assert note.startswith("note: model: ") and "not DETECTLIB_PROFILE" in note
+    assert error.startswith("error: unknown layer 'stages.2.blocks.4.conv_dw'; available layers: ")
     assert "stages.2.blocks.1.conv_dw" in err and "head.fc" in err
     assert not any(tmp_path.iterdir())
 

@@ -71,6 +71,8 @@ def test_readme_command_lines_run_as_printed_offline(scratch, monkeypatch, capsy
             assert "DETECTLIB_PROFILE=full" in out.out.splitlines()[0]
         if argv[2] == "detectlib.infer" and "--image_path" in argv:
             assert re.search(r"Predicción: (Generada|Real)", out.out), line
+        if argv[2] in ("detectlib.evaluate", "detectlib.infer", "detectlib.gradcam_infer"):  # the checkpoint's model
+            assert "model: " in out.out + out.err and "not DETECTLIB_PROFILE" in out.out + out.err, line
         if "--wild" in argv:
             assert "WILD (" in out.out and "real photos (FPR)" in out.out
     assert (scratch / "models" / "saved_models" / "epoch_5.pth").is_file()
