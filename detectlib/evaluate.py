@@ -85,9 +85,12 @@ class Scores:
                        split=split or self.split, skipped=[])
 
 
-def labelled_files(folder: Path | str, max_per_class: int | None = None) -> tuple[list[Path], list[int]]:
-    """Images of ``folder/ai`` and ``folder/nature`` (the first ``max_per_class`` of each, sorted) with their class
-    index; one class may be absent (a control set of real photos only), not both."""
+def labelled_files(folder: Path | str, max_per_class: int | None = None,
+                   seed: int | None = None) -> tuple[list[Path], list[int]]:
+    """Images of ``folder/ai`` and ``folder/nature`` with their class index: the first ``max_per_class`` of each,
+    sorted, or with ``seed`` a seeded random sample of that many (in a merged folder such as ``ALL_full``, whose
+    names start with the generator, the first N sorted would all be one generator). One class may be absent (a
+    control set of real photos only), not both."""
     folder = Path(folder)
     present = [c for c in CLASSES if (folder / c).is_dir()]
     if not present:
@@ -97,8 +100,12 @@ def labelled_files(folder: Path | str, max_per_class: int | None = None) -> tupl
         warnings.warn(f"{folder}: ignoring unexpected folder(s) {', '.join(extra)}; only ai/ and nature/ are scored",
                       stacklevel=3)
     files, labels = [], []
+    rng = np.random.default_rng(seed) if seed is not None else None
     for index, name in enumerate(CLASSES):
-        found = list_class_images(folder / name)[:max_per_class]
+        found = list_class_images(folder / name)
+        if rng is not None and max_per_class is not None and len(found) > max_per_class:
+            found = [found[i] for i in sorted(rng.choice(len(found), max_per_class, replace=False))]
+        found = found[:max_per_class]
         files += found
         labels += [index] * len(found)
     return files, labels
@@ -117,12 +124,13 @@ def score_folder(
     max_per_class: int | None = None,
     strict: bool = False,
     use_cache: bool = True,
+    seed: int | None = None,
 ) -> Scores:
     """Score ``data_dir/<split>/{ai,nature}`` (or ``data_dir/{ai,nature}`` with ``split=None``). Unreadable files
     are left out with a warning each and a summary, and listed in ``Scores.skipped`` (``strict``: the first one
     raises ``ImageLoadError``). A frozen-encoder head reads embeddings from the profile's cache (``use_cache``)."""
     folder = Path(data_dir) / split if split else Path(data_dir)
-    files, labels = labelled_files(folder, max_per_class)
+    files, labels = labelled_files(folder, max_per_class, seed)
     pred = score_paths(detector, files, batch_size=batch_size, workers=workers, perturb=perturb, progress=progress,
                        strict=strict, cache_dir=embedding_cache() if use_cache else None)
     y_true = np.asarray(labels, dtype=int)[pred.kept] if pred.kept else np.zeros(0, dtype=int)
@@ -267,6 +275,25 @@ def split_val_test(scores: Scores, test_fraction: float = 0.5, seed: int = 0) ->
     val_idx, test_idx = train_test_split(np.arange(len(scores)), test_size=test_fraction, random_state=seed,
                                          stratify=scores.y_true)
     return scores.take(np.sort(val_idx), "val"), scores.take(np.sort(test_idx), "test")
+
+
+def unchosen_scores(checkpoints: Mapping[str, Path], raw_root: Path | str,
+                    scored: Mapping[str, Scores]) -> dict[str, Scores]:
+    """Validation scores that nothing was chosen on, for the threshold lesson. A ``best.pth`` was picked by its
+    validation accuracy, so those images are not a fair test of it: its run's last epoch (``epoch_{N}.pth``,
+    which nothing chose) is scored instead. Other checkpoints (the heads keep their last epoch) keep their
+    ``scored`` pooled validation scores."""
+    from .train import latest_checkpoint
+
+    out = {}
+    for name, path in checkpoints.items():
+        last = latest_checkpoint(Path(path).parent) if Path(path).name == "best.pth" else None
+        if last is None:
+            out[name] = scored[name]
+        else:
+            parts = score_generators(load_detector(last), raw_root)
+            out[name] = Scores.pooled(list(parts.values()), f"{name} ({last.name})")
+    return out
 
 
 def honest_threshold(val: Scores, test: Scores, rule: str = "youden",
@@ -646,9 +673,11 @@ def robustness_sweep(
     threshold: float = DEFAULT_THRESHOLD,
     batch_size: int = 64,
     max_per_class: int | None = None,
+    seed: int | None = 0,
 ) -> list[dict]:
-    """Accuracy and AUC of every detector under every perturbation of ``data_dir/<split>`` (its first
-    ``max_per_class`` images per class: ten passes over a folder add up).
+    """Accuracy and AUC of every detector under every perturbation of ``data_dir/<split>``: a seeded random sample
+    of ``max_per_class`` images per class (ten passes over a folder add up), the same images for every detector
+    and perturbation (``seed=None``: the first ones, sorted).
 
     Detectors that key on invisible high-frequency traces (upsampling grids, noise) lose them to exactly these
     everyday edits: a social network re-encodes and resizes every upload.
@@ -657,7 +686,7 @@ def robustness_sweep(
     for name, detector in detectors.items():
         for perturbation in perturbations:
             scores = score_folder(detector, data_dir, split, perturb=perturbation, batch_size=batch_size,
-                                  max_per_class=max_per_class)
+                                  max_per_class=max_per_class, seed=seed)
             rows.append({"detector": name, "perturbation": perturbation.label, "kind": perturbation.kind,
                          "value": perturbation.value,
                          "accuracy": metrics.accuracy(scores.y_true, scores.p_ai, threshold),

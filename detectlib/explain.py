@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -437,6 +437,20 @@ def deletion_checks(detector, images: Sequence[Image.Image], names: Sequence[str
             heat = explain(model, image, layer, target)
         results[name] = deletion_check(model.probability(target), heat.inputs, heat.cams[0], k, draws, fill)
     return results
+
+
+def deletion_verdict(results: Mapping[str, DeletionResult], min_drop: float = 0.05) -> str:
+    """The deletion check in words: "faithful" when hiding the hot region lowers the prediction by at least
+    ``min_drop`` and more than hiding random regions, in most images; else "decoration". The counts and the
+    largest drop are printed beside the word, so a reader can disagree with the rule."""
+    n = len(results)
+    beats = sum(r.drop_hot > r.drop_random for r in results.values())
+    largest = max((r.drop_hot for r in results.values()), default=float("nan"))
+    faithful = beats * 3 >= 2 * n and largest >= min_drop
+    word = ("faithful: the hot regions hold evidence the model uses" if faithful else
+            "decoration, not explanation: hiding the hot regions changes the prediction no more than hiding others")
+    return (f"{word} (the hot region beats a random one in {beats} of {n} images; the largest drop of the "
+            f"predicted class's probability is {largest:.3f}, the rule asks for {min_drop:.2f})")
 
 
 # ------------------------------------------------------------------------------- models for the lesson

@@ -166,27 +166,44 @@ def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = N
 
 def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = None):
     """Heatmap of a cross-generator matrix (rows: trained on, columns: tested on); the diagonal is the usual
-    in-distribution number, the rest is what happens on a generator the detector never saw."""
+    in-distribution number, the rest is what happens on a generator the detector never saw. The colour scale runs
+    over the whole 0-1 range (an AUC of 0.07 must look like one: worse than chance, not near it), every cell
+    prints its value, and a last column shows each row's false-positive rate on the resampling control (lower
+    is better, so its colours run the other way)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     values = np.asarray(getattr(matrix, metric))
-    fig, ax = plt.subplots(figsize=(1.2 * len(matrix.test_generators) + 2, 1.0 * len(matrix.train_generators) + 1.5))
-    image = ax.imshow(values, cmap="RdYlGn", vmin=0.5 if metric in ("auc", "accuracy") else 0, vmax=1)
+    control = np.asarray(matrix.control_fpr, dtype=float).reshape(-1, 1)
+    has_control = bool(np.isfinite(control).any())
+    width = 1.2 * len(matrix.test_generators) + 2 + (1.4 if has_control else 0)
+    fig, axes = plt.subplots(1, 2 if has_control else 1, figsize=(width, 1.0 * len(matrix.train_generators) + 1.6),
+                             squeeze=False, gridspec_kw={"width_ratios": [len(matrix.test_generators), 1]}
+                             if has_control else None)
+    ax = axes[0][0]
+    image = ax.imshow(values, cmap="RdYlGn", vmin=0, vmax=1)
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
     ax.set(xticks=range(len(matrix.test_generators)), xticklabels=matrix.test_generators,
            yticks=range(len(matrix.train_generators)), yticklabels=matrix.train_generators,
-           xlabel="tested on", ylabel="trained on", title=f"Cross-generator {metric}")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+           xlabel="tested on", ylabel="trained on",
+           title=f"Cross-generator {metric.upper() if metric == 'auc' else metric}\nhead on {matrix.encoder}")
+    fig.colorbar(image, ax=ax, fraction=0.046, label=metric)
+    if has_control:
+        side = axes[0][1]
+        side.imshow(control, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
+        for i, v in enumerate(control[:, 0]):
+            side.text(0, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
+        side.set(xticks=[], yticks=[], title="control FPR\n(upscaled real\nphotos flagged)")
+    fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
 
-
-def plot_robustness(rows, path: Path | str | None = None):
+def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
     """Accuracy and AUC under JPEG, downscaling and blur (rows from ``evaluate.robustness_sweep``): one panel per
-    perturbation family, the unperturbed value as each curve's first point."""
+    perturbation family, the unperturbed value as each curve's first point, the dotted line at chance; ``data``
+    names the images in the title. One legend for all panels, below them, so it hides no curve."""
     import matplotlib.pyplot as plt
 
     families = [("jpeg", "JPEG quality", True), ("downscale", "downscale factor", True), ("blur", "blur σ", False)]
@@ -203,11 +220,13 @@ def plot_robustness(rows, path: Path | str | None = None):
             if descending:
                 ax.invert_xaxis()
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            ax.set(xlabel=xlabel, ylabel=metric, ylim=(0.3, 1.02))
+            ax.set(xlabel=xlabel, ylabel=metric, ylim=(0.0, 1.02))
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Robustness to everyday edits (first point: the original image)")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.suptitle("Robustness to everyday edits (first point: the original image; dotted: chance)"
+                 + (f"\n{data}" if data else ""))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     if path is not None:
         save_figure(fig, path)
     return fig

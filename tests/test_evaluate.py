@@ -284,3 +284,34 @@ def test_cross_generator_matrix_trains_one_head_per_generator(raw, tmp_path, mon
     assert any((tmp_path / ".smoke" / "cache" / "embeddings").iterdir())
     with pytest.raises(LayoutError, match="two or more"):
         evaluate.cross_generator_matrix(raw / "raw", generators=["AAA"], encoder="clip-tiny-random")
+
+
+def test_a_seeded_sample_spreads_over_a_merged_folder(tmp_path):
+    """ALL_full names start with the generator: the first N sorted are one generator, a seeded sample is not."""
+    for cls in CLASSES:
+        folder = tmp_path / "val" / cls
+        folder.mkdir(parents=True)
+        for gen in ("AE", "DCGAN", "ESRGAN"):
+            for i in range(10):
+                Image.new("RGB", (8, 8)).save(folder / f"{gen}_{i:02d}.png")
+    first, _ = evaluate.labelled_files(tmp_path / "val", 6)
+    assert {p.name.split("_")[0] for p in first} == {"AE"}
+    sample, labels = evaluate.labelled_files(tmp_path / "val", 6, seed=0)
+    assert len({p.name.split("_")[0] for p in sample}) > 1 and labels == [0] * 6 + [1] * 6
+    assert evaluate.labelled_files(tmp_path / "val", 6, seed=0)[0] == sample  # seeded: the same images again
+
+
+def test_unchosen_scores_replace_a_best_checkpoint_by_its_last_epoch(tmp_path):
+    from builders import make_tree
+
+    raw = tmp_path / "raw"
+    make_tree(raw / "GEN", size=32)
+    run = tmp_path / "run"
+    best = constant_convnext(run / "best.pth", 0.9)
+    constant_convnext(run / "epoch_1.pth", 0.2)
+    last = constant_convnext(run / "epoch_2.pth", 0.3)
+    head = constant_clip_head(tmp_path / "head" / "clip_head.pth", 0.6)
+    scored = {"ConvNeXt": evaluate.Scores(np.zeros(1, int), np.zeros(1), [best]), "head": "kept as scored"}
+    out = evaluate.unchosen_scores({"ConvNeXt": best, "head": head}, raw, scored)
+    assert out["head"] == "kept as scored"  # no best.pth: nothing chose it
+    assert out["ConvNeXt"].name == f"ConvNeXt ({last.name})" and np.allclose(out["ConvNeXt"].p_ai, 0.3)

@@ -265,3 +265,16 @@ def test_sample_images_take_generators_in_turn(tmp_path):
     picked = explain.sample_images(tmp_path, per_class=3)
     assert [p.name for p in picked["ai"]] == ["A0.png", "B0.png", "A1.png"]
     assert [p.parent.name for p in picked["nature"]] == ["nature"] * 3
+
+
+def test_deletion_verdict_follows_the_measured_drops():
+    def result(hot: float, random: float) -> explain.DeletionResult:
+        return explain.DeletionResult(0.1, "mean", 0.9, 0.9 - hot, 0.9 - random, (random,))
+
+    faithful = {f"img{i}": result(0.3, 0.05) for i in range(3)}
+    assert explain.deletion_verdict(faithful).startswith("faithful")
+    tiny = {f"img{i}": result(0.02, 0.01) for i in range(3)}  # beats random, but moves nothing
+    assert explain.deletion_verdict(tiny).startswith("decoration")
+    mixed = {"a": result(0.3, 0.05), "b": result(0.01, 0.2), "c": result(0.0, 0.1)}  # wins in 1 of 3 only
+    verdict = explain.deletion_verdict(mixed)
+    assert verdict.startswith("decoration") and "1 of 3 images" in verdict and "0.300" in verdict

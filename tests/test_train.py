@@ -189,3 +189,15 @@ def test_two_processes_under_torchrun_write_one_valid_checkpoint(tree, tmp_path)
     model = create_timm_model("convnext_atto")
     model.load_state_dict(ckpt["state_dict"])
     assert (tmp_path / "results" / "figures" / "loss_curve.png").is_file()
+
+
+def test_fit_verdict_reads_the_last_epoch():
+    def history(*rows):
+        return train.History([{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": loss}
+                              for i, (t, v, loss) in enumerate(rows)])
+
+    over = train.fit_verdict(history((0.7, 0.65, 0.6), (0.99, 0.7, 0.8)))
+    assert over.startswith("over-fitting") and "epoch 1 of 2, and rose after it" in over
+    under = train.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
+    assert under.startswith("under-fitting") and "0.70" in under and "the last epoch" in under
+    assert train.fit_verdict(history((0.95, 0.92, 0.2))).startswith("fits and generalises")
