@@ -485,24 +485,27 @@ def save_training_curves(history: History, figures_dir: Path | str) -> list[Path
 
 
 def fit_verdict(history: History, gap: float = 0.1, floor: float = 0.8) -> str:
-    """A run in words, from its numbers: over-fitting (training accuracy ``gap`` or more above validation),
-    under-fitting (training accuracy itself below ``floor``), or a fit that generalises; then the epoch of the
-    lowest validation loss, after which more epochs stopped helping. The thresholds are rules of thumb for a
-    lesson, not a test; the numbers beside the verdict are what to read."""
+    """A run in words, from its numbers. Under-fitting: training accuracy itself below ``floor``. Over-fitting:
+    training accuracy ``gap`` or more above validation while fitting its images. The epoch of the lowest validation
+    loss says whether more epochs were still helping. The thresholds are rules of thumb for a lesson, not a test;
+    the numbers beside the verdict are what to read."""
     last = history.epochs[-1]
     train_acc, val_acc = last["train_acc"], last["val_acc"]
     lowest = min(history.epochs, key=lambda row: row["val_loss"])
-    if train_acc - val_acc >= gap:
-        verdict = (f"over-fitting: training accuracy {train_acc:.2f} against validation {val_acc:.2f} at the last "
-                   "epoch; it learns these images more than the task")
-    elif train_acc < floor:
-        verdict = (f"under-fitting: even on its own training images it reaches only {train_acc:.2f} (validation "
-                   f"{val_acc:.2f}); it has not learned a cue that works on either")
+    rising = lowest is not last
+    numbers = f"training accuracy {train_acc:.2f}, validation {val_acc:.2f} at the last epoch"
+    if train_acc < floor:
+        verdict = f"under-fitting: it does not even get its own training images right ({numbers})"
+        verdict += (f"; validation loss lowest at epoch {lowest['epoch']} of {last['epoch']}, so more epochs alone "
+                    "would not help: it needs more to learn from (images, or pretrained features)" if rising else
+                    "; validation loss still falling at the last epoch, so it stopped before it was done")
+    elif train_acc - val_acc >= gap:
+        verdict = f"over-fitting: it learns these images more than the task ({numbers})"
+        verdict += (f"; validation loss lowest at epoch {lowest['epoch']} of {last['epoch']} and rising after it"
+                    if rising else "; validation loss still lowest at the last epoch")
     else:
-        verdict = f"fits and generalises: training accuracy {train_acc:.2f}, validation {val_acc:.2f}"
-    turn = ("the last epoch" if lowest is last else
-            f"epoch {lowest['epoch']} of {last['epoch']}, and rose after it")
-    return f"{verdict}; validation loss lowest at {turn}"
+        verdict = f"fits and generalises ({numbers})"
+    return verdict
 
 
 def comparison_table(runs: Mapping[str, History]) -> str:

@@ -197,7 +197,9 @@ def test_fit_verdict_reads_the_last_epoch():
                               for i, (t, v, loss) in enumerate(rows)])
 
     over = train.fit_verdict(history((0.7, 0.65, 0.6), (0.99, 0.7, 0.8)))
-    assert over.startswith("over-fitting") and "epoch 1 of 2, and rose after it" in over
-    under = train.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
-    assert under.startswith("under-fitting") and "0.70" in under and "the last epoch" in under
+    assert over.startswith("over-fitting") and "epoch 1 of 2 and rising after it" in over
+    stuck = train.fit_verdict(history((0.6, 0.58, 0.6), (0.71, 0.6, 0.7)))  # low, and validation got worse
+    assert stuck.startswith("under-fitting") and "0.71" in stuck and "more epochs alone would not help" in stuck
+    early = train.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
+    assert early.startswith("under-fitting") and "still falling at the last epoch" in early
     assert train.fit_verdict(history((0.95, 0.92, 0.2))).startswith("fits and generalises")
