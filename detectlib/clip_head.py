@@ -11,10 +11,9 @@ Score convention (the reference's): ``2 * sigmoid(logit) - 1``; > 0 means real (
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from torch import nn
 
 from . import clip_onnx
 from .config import CLASSES
-from .models import CheckpointError, Detector, PretrainedWeightsError, load_checkpoint
+from .models import CheckpointError, Detector, PretrainedWeightsError, load_checkpoint, quiet_transformers
 
 TINY_CLIP = "clip-tiny-random"
 TINY_CLIP_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -85,22 +84,6 @@ class FrozenEncoder(nn.Module):
         return f"{self.spec}|{self._versions()}|{self._preprocessing()}|weights={weights_fingerprint(self.model)}"
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' progress bars and load reports (random key order on stderr) while loading."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _seeded(build, *args: Any, **kwargs: Any):
     """Call ``build`` under a fixed seed without disturbing the caller's random state."""
     with torch.random.fork_rng(devices=[]):
@@ -159,7 +142,7 @@ class ClipVisionEncoder(FrozenEncoder):
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 if pretrained:
                     model = CLIPVisionModel.from_pretrained(name)
                 else:
@@ -171,7 +154,7 @@ class ClipVisionEncoder(FrozenEncoder):
             if not pretrained:
                 model = _seeded(CLIPVisionModel, clip_onnx.clip_b16_config())
             else:
-                with _quiet_transformers():
+                with quiet_transformers():
                     model = CLIPVisionModel.from_pretrained(clip_onnx.rebuild_from_wheel())
             source = clip_onnx.PROVENANCE
         if pretrained:

@@ -76,7 +76,7 @@ import torch
 from torch import nn
 
 from .cli import command
-from .models import PretrainedWeightsError
+from .models import PretrainedWeightsError, quiet_transformers
 
 if TYPE_CHECKING:  # heavy or optional: imported where used
     import onnx
@@ -497,22 +497,6 @@ def _is_complete(folder: Path) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No progress bars or load reports from transformers (the slow path prints its one line, nothing else)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _make_readable(folder: Path) -> None:
     """``mkdtemp`` makes a private folder; give the rebuild the usual permissions (``umask``), as a copy would."""
     umask = os.umask(0)
@@ -538,7 +522,7 @@ def rebuild_from_wheel(folder: Path | None = None) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(tmp)
             image_processor().save_pretrained(tmp)
         (tmp / PROVENANCE_FILE).write_text(json.dumps(_provenance(), indent=2) + "\n")
@@ -564,7 +548,7 @@ def load_model(folder: Path | None = None) -> CLIPVisionModelWithProjection:
     from transformers import CLIPVisionModelWithProjection
 
     path = rebuild_from_wheel(folder)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = CLIPVisionModelWithProjection.from_pretrained(path)
     return model.eval()
 

@@ -11,7 +11,9 @@ skipped with a warning naming it and the reason (``SkippedFileWarning``), and a 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import stat
 import warnings
 from collections.abc import Sequence
@@ -90,7 +92,7 @@ def check_file(path: Path | str) -> Path:
     return path
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode to 8-bit RGB; transparency is composited on white, 16-bit data is rescaled, not clipped."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
@@ -113,7 +115,7 @@ def load_image(path: Path | str) -> Image.Image:
             im.seek(0)  # first frame of an animated GIF/WebP
             im = ImageOps.exif_transpose(im)
             im.load()
-            return _to_rgb(im)
+            return to_rgb(im)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
             f"{path}: not a readable image (refused: its header claims more pixels than PIL's safety limit, "
@@ -159,7 +161,7 @@ class ImageTransform:
         from torchvision.transforms.v2 import functional as F
 
         # HWC pixels viewed as CHW: half the cost of torchvision's pil_to_tensor at 64 px (``make bench``).
-        tensor = torch.from_numpy(np.array(_to_rgb(image))).permute(2, 0, 1)
+        tensor = torch.from_numpy(np.array(to_rgb(image))).permute(2, 0, 1)
         if tensor.shape[-2:] != (self.img_size, self.img_size):
             tensor = F.resize(tensor, [self.img_size, self.img_size], antialias=True)
         return tensor
@@ -349,3 +351,22 @@ def discover_generators(raw_root: Path | str) -> list[str]:
         for d in raw.iterdir()
         if d.is_dir() and not d.name.startswith("ALL") and any((d / s).is_dir() for s in SPLITS)
     )
+
+
+def read_json(path: Path) -> dict | None:
+    """A build's JSON record, or None when it is missing or unreadable (the build is then not reused)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def swap_in_folder(staging: Path, final: Path) -> None:
+    """Replace ``final`` by the finished ``staging`` folder with renames, so readers never see half a build
+    (the dataset builders of ``synth`` and ``wild``)."""
+    old = staging.with_name(staging.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old.exists():
+        shutil.rmtree(old)

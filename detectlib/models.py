@@ -6,11 +6,12 @@ through ``load_detector`` and scored through ``Detector.p_ai``, so evaluation tr
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,23 @@ def _wheel_state_dict(model_name: str, model: nn.Module) -> dict[str, torch.Tens
             raise PretrainedWeightsError(f"{path}: {src} {tuple(source[src].shape)} does not fit {dst}")
         mapped[dst] = source[src]
     return mapped
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and load reports (random key order on stderr) while loading weights:
+    a lesson or a command line shows one line of its own about where the weights came from instead."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _offline_message(model_name: str, err: Exception) -> str:

@@ -46,6 +46,8 @@ from .data import (
     discover_generators,
     list_class_images,
     load_image,
+    read_json,
+    swap_in_folder,
     warn_skipped,
 )
 
@@ -402,16 +404,9 @@ def _settings(profile: Profile, seed: int, family: str) -> dict:
     }
 
 
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _is_complete(folder: Path, settings: dict) -> bool:
     """True when ``folder`` holds a finished build with these settings and every image it recorded."""
-    manifest = _read_manifest(folder)
+    manifest = read_json(folder / MANIFEST)
     if manifest is None or manifest.get("settings") != settings:
         return False
     return all(
@@ -452,16 +447,6 @@ def _build_family(
     return counts
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``staging`` folder with renames, so readers never see half a build."""
-    old = staging.with_name(staging.name + ".old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def build_demo_dataset(
     profile: Profile | str | None = None,
     root: Path | str | None = None,
@@ -490,7 +475,7 @@ def build_demo_dataset(
     try:
         for family in families:
             final, settings = root / family.name, _settings(profile, seed, family.name)
-            if final.exists() and _read_manifest(final) is None:
+            if final.exists() and read_json(final / MANIFEST) is None:
                 raise FileExistsError(
                     f"{final} exists and was not built by detectlib.synth; move it away or choose another root"
                 )
@@ -503,7 +488,7 @@ def build_demo_dataset(
             manifest = {"settings": settings, "counts": counts, "seconds": round(time.perf_counter() - t0, 1)}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
             root.mkdir(parents=True, exist_ok=True)
-            _swap_in(staging, final)
+            swap_in_folder(staging, final)
             built.append(f"{family.name} ({manifest['seconds']} s)")
         if any(family.name == "ESRGAN" for family in families):
             _ensure_resampling_control(profile, seed, root, pools)

@@ -73,7 +73,7 @@ from PIL import Image, ImageOps
 
 from .cli import command
 from .config import CLASSES, Profile, get_paths, get_profile
-from .data import LayoutError, _to_rgb, check_file, is_image_file
+from .data import LayoutError, check_file, is_image_file, read_json, swap_in_folder, to_rgb
 
 BUILD_VERSION = 1  # bump when a change to this module changes the images it writes
 SOURCES_CSV = Path(__file__).with_name("wild_sources.csv")
@@ -381,7 +381,7 @@ def decode(path: Path | str, min_short: int = 0) -> Image.Image:
             im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
         im = ImageOps.exif_transpose(im)
         im.load()
-        return _to_rgb(im)
+        return to_rgb(im)
 
 
 def _round_trip(image: Image.Image, fmt: str, **params) -> Image.Image:
@@ -523,16 +523,9 @@ def _settings(profile: Profile, seed: int, units: list[_Unit]) -> dict:
     }
 
 
-def _read_settings(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / SETTINGS).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _is_complete(folder: Path, settings: dict) -> bool:
     """True when ``folder`` holds a finished build with these settings and every file its manifest names."""
-    recorded = _read_settings(folder)
+    recorded = read_json(folder / SETTINGS)
     if recorded is None or recorded.get("settings") != settings:
         return False
     try:
@@ -541,16 +534,6 @@ def _is_complete(folder: Path, settings: dict) -> bool:
     except (OSError, KeyError, ValueError):
         return False
     return len(files) == recorded.get("count") and all((folder / name).is_file() for name in files)
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``staging`` folder with renames, so readers never see half a build."""
-    old = staging.with_name(staging.name + ".old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def _file_name(unit: _Unit) -> str:
@@ -602,7 +585,7 @@ def build_wild(profile: Profile | str | None = None, root: Path | str | None = N
         raise LayoutError("WILD needs images of both classes and found "
                           f"{summarise(plan.units)}; " + ("; ".join(plan.missing) or "no source is large enough"))
     settings = _settings(profile, seed, plan.units)
-    if out.exists() and _read_settings(out) is None:
+    if out.exists() and read_json(out / SETTINGS) is None:
         raise FileExistsError(f"{out} exists and was not built by detectlib.wild; move it away or choose another root")
     if not force and _is_complete(out, settings):
         if verbose:
@@ -622,7 +605,7 @@ def build_wild(profile: Profile | str | None = None, root: Path | str | None = N
             {"settings": settings, "count": len(rows), "seconds": seconds, "missing": plan.missing,
              "changed": plan.changed, "too_small": plan.too_small}, indent=2))
         out.parent.mkdir(parents=True, exist_ok=True)
-        _swap_in(staging, out)
+        swap_in_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if verbose:

@@ -322,7 +322,7 @@ def test_folder_loads_offline_with_transformers(cold_rebuild, model, state, pixe
     saved = model.state_dict()
     assert set(state) == set(saved) and all(torch.equal(state[k], saved[k]) for k in state)
     # A plain CLIPVisionModel (what clip_head loads) reads the same folder and gives the same pooler_output.
-    with clip_onnx._quiet_transformers():  # it reports visual_projection.weight as unused: expected, no projection
+    with clip_onnx.quiet_transformers():  # it reports visual_projection.weight as unused: expected, no projection
         plain = CLIPVisionModel.from_pretrained(folder).eval()
     with torch.inference_mode():
         torch.testing.assert_close(
