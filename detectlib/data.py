@@ -142,18 +142,43 @@ def _normalise_constants(mean: tuple[float, ...], std: tuple[float, ...]):
     return mean_t * 255.0, 1.0 / (std_t * 255.0)
 
 
+INPUTS = ("rgb", "residual")  # what a classifier sees: the normalised image, or its high-pass residual
+RESIDUAL_GAIN = 4.0  # the residual is small; scaled so its spread is closer to a normalised image's
+
+
+def residual(tensor):
+    """The image minus its ×2 nearest-neighbour down-and-up copy (NPR, Tan et al., CVPR 2024), times
+    ``RESIDUAL_GAIN``: smooth content cancels and only pixel-level relations between neighbours survive, where
+    upsampling layers leave their traces. Works on (C, H, W) and (N, C, H, W) float tensors; odd sides keep
+    their last row or column's own value."""
+    from torch.nn import functional as F
+
+    batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
+    height, width = batch.shape[-2:]
+    coarse = F.interpolate(batch[..., ::2, ::2], scale_factor=2.0, mode="nearest")[..., :height, :width]
+    out = RESIDUAL_GAIN * (batch - coarse)
+    return out[0] if tensor.ndim == 3 else out
+
+
 @dataclass(frozen=True)
 class ImageTransform:
     """The reference's transforms (§2): train = resize, random horizontal flip, normalise; val = resize, normalise.
 
     Split in two so a small dataset can decode and resize each image once (``prepare``, deterministic) and
-    only flip and normalise per epoch (``finish``).
+    only flip and normalise per epoch (``finish``). ``input="residual"`` feeds the model the high-pass residual
+    of the normalised image instead (``residual``): the same for training and inference, and recorded in the
+    checkpoint, so a detector always sees what it was trained on.
     """
 
     img_size: int
     train: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    input: str = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ValueError(f"unknown input {self.input!r}; choose one of {', '.join(INPUTS)}")
 
     def prepare(self, image: Image.Image):
         """PIL image -> uint8 tensor (3, size, size); any mode is made RGB as ``load_image`` does."""
@@ -175,7 +200,8 @@ class ImageTransform:
             tensor = F.horizontal_flip(tensor)
         # (x / 255 - mean) / std as one subtraction and one multiplication with per-channel constants.
         offset, scale = _normalise_constants(self.mean, self.std)
-        return tensor.float().sub_(offset).mul_(scale)
+        normalised = tensor.float().sub_(offset).mul_(scale)
+        return residual(normalised) if self.input == "residual" else normalised
 
     def __call__(self, image: Image.Image):
         return self.finish(self.prepare(image))
@@ -185,10 +211,11 @@ def build_transforms(
     img_size: int,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    input: str = "rgb",
 ) -> dict[str, ImageTransform]:
-    """``{"train": ..., "val": ...}`` transforms for one image size and normalisation."""
+    """``{"train": ..., "val": ...}`` transforms for one image size, normalisation and input."""
     return {
-        split: ImageTransform(img_size, train=(split == "train"), mean=tuple(mean), std=tuple(std))
+        split: ImageTransform(img_size, train=(split == "train"), mean=tuple(mean), std=tuple(std), input=input)
         for split in SPLITS
     }
 
@@ -331,10 +358,11 @@ def image_datasets(
     splits: Sequence[str] = SPLITS,
     preload: bool = True,
     strict: bool = False,
+    input: str = "rgb",
 ) -> dict[str, ImageFolderDataset]:
     """One dataset per split of a reference-layout folder; the layout is checked first."""
     root = check_layout(data_dir, splits)
-    transforms = build_transforms(img_size, mean, std)
+    transforms = build_transforms(img_size, mean, std, input)
     return {
         split: ImageFolderDataset(root / split, transforms.get(split, transforms["val"]), preload, strict)
         for split in splits

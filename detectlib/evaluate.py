@@ -469,6 +469,28 @@ def validation_threshold(val: Scores, rule: str = "youden") -> float:
     return metrics.choose_threshold(val.y_true, val.p_ai, rule).threshold
 
 
+def compare_detectors(checkpoints: Mapping[str, Path], raw_root: Path | str, wild_dir: Path | str | None = None,
+                      control: Path | str | None = None) -> list[dict]:
+    """One row per checkpoint, the comparisons a lesson makes in one table: accuracy and AUC on the pooled
+    validation images of every generator of ``raw_root``, the false-positive rate on the resampling ``control``
+    (when given and built), and the AUC on WILD with its verdict (when ``wild_dir`` is given)."""
+    rows = []
+    for name, path in checkpoints.items():
+        detector = load_detector(path)
+        val = Scores.pooled(list(score_generators(detector, raw_root).values()), name)
+        row = {"detector": name, "val accuracy": metrics.accuracy(val.y_true, val.p_ai),
+               "val auc": metrics.roc_auc(val.y_true, val.p_ai)}
+        if control is not None and (Path(control) / "val").is_dir():
+            c = score_control(detector, control)
+            row["control fpr"] = metrics.rates_at(c.y_true, c.p_ai).fpr
+        if wild_dir is not None:
+            summary = score_wild(detector, wild_dir).summary()
+            row["wild auc"] = summary["auc"]
+            row["wild verdict"] = describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])
+        rows.append(row)
+    return rows
+
+
 def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
     """An AUC in words, from the number and its sampling noise (``metrics.auc_standard_error``): what a lesson
     prints after a run instead of a verdict typed in before it."""

@@ -377,7 +377,9 @@ class Detector:
         if self.kind == "clip_head":
             what = f"the reference's head (weights from the checkpoint{trained}) over {self.model.encoder.description}"
         else:
-            what = f"{self.meta.get('arch')} at {self.meta.get('img_size')} px, weights from the checkpoint{trained}"
+            seen = " (its residual)" if self.meta.get("input") == "residual" else ""
+            what = (f"{self.meta.get('arch')} at {self.meta.get('img_size')} px{seen}, weights from the "
+                    f"checkpoint{trained}")
         return f"model: {what}; the checkpoint decides the model, not DETECTLIB_PROFILE"
 
     def score_images(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
@@ -403,8 +405,8 @@ def load_detector(path: Path | str, device: str | torch.device | None = None) ->
         detector = detector_from_checkpoint(ckpt)
     elif ckpt["kind"] == "convnext":
         model = convnext_from_checkpoint(ckpt)
-        transform = ImageTransform(int(ckpt["img_size"]), train=False,
-                                   mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]))
+        transform = ImageTransform(int(ckpt["img_size"]), train=False, mean=tuple(ckpt["mean"]),
+                                   std=tuple(ckpt["std"]), input=str(ckpt.get("input") or "rgb"))
         detector = Detector("convnext", model, transform, tuple(ckpt["classes"]), ckpt)
     else:
         raise CheckpointError(f"{path}: unknown detector kind {ckpt['kind']!r}")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .cli import add_reference_training_args, add_strict, command, profile_line
 from .config import CLASSES, Profile, get_paths, get_profile
-from .data import LayoutError, check_layout, image_datasets, list_class_images
+from .data import INPUTS, LayoutError, check_layout, image_datasets, list_class_images
 from .models import (
     CheckpointError,
     check_compatible,
@@ -415,6 +415,7 @@ def train_convnext(
     model_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
     strict: bool = False,
+    input: str = "rgb",
 ) -> TrainResult:
     """Train a timm classifier (ConvNeXt by default) on a reference-layout folder (notebook 02, the CLI).
 
@@ -423,7 +424,8 @@ def train_convnext(
     to ``figures_dir`` (default ``paths.results / "figures"``). A bad layout raises ``LayoutError`` before any
     model is built; unobtainable weights raise ``PretrainedWeightsError``. Unreadable images are skipped with a
     warning each and a summary (``strict``: the first one raises ``ImageLoadError``, before any model is built);
-    a split left without a readable image of some class raises ``LayoutError``.
+    a split left without a readable image of some class raises ``LayoutError``. ``input="residual"`` trains on
+    each image's high-pass residual (``data.residual``, NPR-style) instead of its pixels; the checkpoint records it.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     paths = get_paths(prof)
@@ -443,7 +445,7 @@ def train_convnext(
 
     mean, std = normalisation_of(model_name)
     datasets = image_datasets(data_dir, img_size, mean, std, preload=_fits_in_memory(data_dir, img_size),
-                              strict=strict)  # read before the model is built: bad data fails fast
+                              strict=strict, input=input)  # read before the model is built: bad data fails fast
     for split, dataset in datasets.items():
         missing = [c for i, c in enumerate(CLASSES) if i not in set(dataset.targets)]
         if missing:
@@ -455,12 +457,12 @@ def train_convnext(
     source = f"weights from {weights}" if weights else ("pretrained" if pretrained else "random init")
     if ctx.is_main:
         print(f"Training {model_name} ({source}) on {len(datasets['train'])} train / {len(datasets['val'])} val "
-              f"images at {img_size} px: {epochs} epochs, batch {batch_size} x {ctx.world_size} process(es), "
+              f"images at {img_size} px{' (their residual)' if input == 'residual' else ''}: {epochs} epochs, batch {batch_size} x {ctx.world_size} process(es), "
               f"lr {lr:g} -> {out_dir}", flush=True)
     config = {"data_dir": str(data_dir), "profile": prof.name, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "pretrained": bool(pretrained or weights), "seed": seed, "world_size": ctx.world_size}
     meta = {"kind": "convnext", "arch": model_name, "model_kwargs": dict(model_kwargs), "classes": list(CLASSES),
-            "img_size": img_size, "mean": list(mean), "std": list(std), "config": config}
+            "img_size": img_size, "mean": list(mean), "std": list(std), "input": input, "config": config}
     history = fit(model, loaders["train"], loaders["val"], epochs=epochs, lr=lr, checkpoint_dir=out_dir,
                   checkpoint_meta=meta, resume=resume, seed=seed, progress=progress)
     if ctx.is_main:
@@ -541,6 +543,9 @@ def build_parser(profile: Profile | str | None = None) -> argparse.ArgumentParse
     parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=prof.convnext_pretrained,
                         help=f"start from ImageNet weights (default: the {prof.name} profile's, %(default)s)")
     parser.add_argument("--weights", default=None, help="local .pth/.safetensors backbone weights (offline)")
+    parser.add_argument("--input", choices=INPUTS, default="rgb",
+                        help="what the network sees: the image (rgb) or its high-pass residual, the image minus its "
+                             "x2 down-and-up copy (NPR-style; default: %(default)s)")
     parser.add_argument("--out_dir", default="models/saved_models", help="checkpoints (default: %(default)s)")
     parser.add_argument("--figures_dir", default="results/figures", help="curves (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -578,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_dir, model_name=model_name, img_size=args.img_size, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, pretrained=args.pretrained, weights=args.weights,
             out_dir=args.out_dir, figures_dir=args.figures_dir, seed=args.seed, resume=args.resume,
-            workers=workers, strict=args.strict, model_kwargs=model_kwargs,
+            workers=workers, strict=args.strict, model_kwargs=model_kwargs, input=args.input,
         )
         if distributed_context().is_main:
             best = result.history.best()

@@ -205,3 +205,24 @@ def test_discover_generators_finds_genimage_folders_and_skips_combined_ones(tmp_
     (tmp_path / "file.txt").write_text("x")
     assert discover_generators(tmp_path) == ["ADM", "VQDM"]
     assert discover_generators(tmp_path / "missing") == []
+
+
+def test_residual_input_is_the_image_minus_its_coarse_copy():
+    """NPR's residual by hand: each pixel minus the top-left pixel of its 2x2 block, times the gain."""
+    import torch
+
+    from detectlib.data import RESIDUAL_GAIN, ImageTransform, residual
+
+    x = torch.arange(2 * 5 * 6, dtype=torch.float32).reshape(2, 5, 6) ** 1.5  # odd height on purpose
+    expected = torch.empty_like(x)
+    for i in range(5):
+        for j in range(6):
+            expected[:, i, j] = RESIDUAL_GAIN * (x[:, i, j] - x[:, i - i % 2, j - j % 2])
+    torch.testing.assert_close(residual(x), expected)
+    torch.testing.assert_close(residual(x.unsqueeze(0))[0], expected)  # batched: the same
+    assert residual(torch.full((3, 8, 8), 0.7)).abs().max() == 0  # flat content cancels
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    rgb, res = ImageTransform(16)(image), ImageTransform(16, input="residual")(image)
+    torch.testing.assert_close(res, residual(rgb))
+    with pytest.raises(ValueError, match="unknown input"):
+        ImageTransform(16, input="fft")

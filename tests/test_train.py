@@ -161,6 +161,17 @@ def test_cli_follows_the_profile_and_says_so_in_one_line(tree, tmp_path, monkeyp
     assert ckpt["model_kwargs"]["dims"] == list(get_profile("smoke").convnext_kwargs["dims"])
 
 
+def test_cli_residual_input_is_trained_recorded_and_used_at_load(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DETECTLIB_PROFILE", "smoke")
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--data_dir", str(tree), "--epochs", "1", "--batch_size", "4", "--input", "residual"]) == 0
+    assert "(their residual)" in capsys.readouterr().out
+    path = tmp_path / "models" / "saved_models" / "epoch_1.pth"
+    assert load_checkpoint(path)["input"] == "residual"
+    detector = load_detector(path)
+    assert detector.transform.input == "residual" and "(its residual)" in detector.describe()
+
+
 def test_cli_bad_data_dir_is_one_line_exit_2_and_imports_stay_lean(tmp_path):
     (tmp_path / "train" / "ai").mkdir(parents=True)
     code = ("import sys; from detectlib.train import main; rc = main(['--data_dir', sys.argv[1]]); "

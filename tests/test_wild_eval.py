@@ -5,6 +5,7 @@ what the probe says of a detector that only met the kit's own fakes. Tiny random
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,19 @@ def test_evaluate_cli_reports_wild_at_the_validation_threshold(wild_dir, tmp_pat
     assert evaluate.main(["--model_path", str(model), "--data_dir", str(data), "--wild", str(tmp_path),
                           "--figure", str(tmp_path / "cm.png")]) == 2
     assert "no WILD set there" in capsys.readouterr().err
+
+
+def test_compare_detectors_scores_validation_control_and_wild(wild_dir, tmp_path):
+    from builders import make_tree
+
+    raw = tmp_path / "raw"
+    make_tree(raw / "GEN", size=32)
+    control = tmp_path / "controls" / "BICUBIC"
+    make_tree(control, n_train=1, n_val=3, size=32)
+    shutil.rmtree(control / "val" / "ai")  # a control holds real photos only
+    models = {"sure": constant_convnext(tmp_path / "a.pth", 0.9), "doubtful": constant_convnext(tmp_path / "b.pth", 0.2)}
+    rows = evaluate.compare_detectors(models, raw, wild_dir=wild_dir, control=control)
+    assert [r["detector"] for r in rows] == ["sure", "doubtful"]
+    assert rows[0]["control fpr"] == 1.0 and rows[1]["control fpr"] == 0.0  # 0.9 flags every photo, 0.2 none
+    assert all(r["val accuracy"] == 0.5 and r["wild verdict"].startswith("no better than chance") for r in rows)
+    assert "control fpr" not in evaluate.compare_detectors(models, raw)[0]
