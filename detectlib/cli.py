@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from .config import Profile
 from .data import ImageLoadError, LayoutError, SkippedFileWarning
 
 EXIT_BAD_INPUT = 2
@@ -65,7 +66,7 @@ def note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr, flush=True)
 
 
-def profile_line(profile, model: str, reference: str, flags: str) -> str:
+def profile_line(profile: Profile, model: str, reference: str, flags: str) -> str:
     """The one line every training command prints first: the profile, the model and where its weights come from,
     and how to switch (``reference``: what ``full`` runs, which is the reference's setup; ``flags``: the overrides)."""
     if profile.name == "full":

@@ -9,7 +9,7 @@ does not exist yet. A fork (or the first publication under another name) changes
 
 rewrites the URL in ``pyproject.toml``, the README and every notebook (lessons and exercises). The rewrite is a
 plain replacement of the old ``owner/name`` in the two URL forms (badge and install line), so nothing else in a
-notebook changes; ``tests/test_repo.py`` checks that all of them agree.
+notebook changes; ``tests/test_colab.py`` checks that all of them agree.
 """
 
 from __future__ import annotations

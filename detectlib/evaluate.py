@@ -165,8 +165,8 @@ def trained_on(checkpoint: Detector | Mapping) -> list[Path]:
 @dataclass(frozen=True)
 class TrainingData:
     """What a detector learned from, in words, and whether its score on a real-world image means anything:
-    ``real_world`` is True for real generators and photos (WILD, or data of your own in ``full``), False for the
-    kit's own fakes, None when the checkpoint does not say (a bare reference state dict)."""
+    ``real_world`` is True for data of your own (trained in ``full``), False for the kit's own fakes (trained in
+    ``smoke`` or ``demo``), None when the checkpoint does not say (a bare reference state dict)."""
 
     text: str
     real_world: bool | None
@@ -177,8 +177,6 @@ def training_data(checkpoint: Detector | Mapping) -> TrainingData:
     meta = checkpoint.meta if isinstance(checkpoint, Detector) else checkpoint
     config = meta.get("config") or {}
     names = ", ".join(p.name for p in trained_on(meta)) or "?"
-    if config.get("wild"):
-        return TrainingData(f"WILD ({names}): real text-to-image outputs and real photos", True)
     if config.get("profile") in ("smoke", "demo"):
         return TrainingData(f"{names}: the kit's own fakes (autoencoder, DCGAN and Real-ESRGAN images made from a "
                             "few photos)", False)
@@ -505,14 +503,13 @@ def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
     return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({band})"
 
 
-def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float],
-               trained: Mapping[str, str] | None = None) -> list[dict]:
-    """One row per detector: what it was trained on, its AUC on WILD, and at the threshold its validation set chose,
-    the share of fakes caught (TPR) and of real photos flagged (FPR)."""
+def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:
+    """One row per detector: its AUC on WILD with a verdict, and at the threshold its validation set chose, the
+    share of fakes caught (TPR) and of real photos flagged (FPR)."""
     rows = []
     for name, ws in wild.items():
         summary = ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))
-        rows.append({"detector": name, **({"trained on": trained.get(name, "?")} if trained else {}), **summary,
+        rows.append({"detector": name, **summary,
                      "verdict": describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])})
     return rows
 

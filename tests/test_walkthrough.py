@@ -19,6 +19,7 @@ import pytest
 
 from detectlib import synth, wild
 from detectlib.config import get_profile
+from detectlib.models import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,5 +81,5 @@ def test_readme_command_lines_run_as_printed_offline(scratch, monkeypatch, capsy
     assert list((scratch / "results" / "gradcams").glob("*_gradcam.jpg"))
     assert (scratch / "data" / "samples" / "ALL" / "train" / "ai").is_dir()
     assert (scratch / "data" / "raw" / "ALL_full" / "val" / "nature").is_dir()
-    head = importlib.import_module("detectlib.models").load_checkpoint(scratch / "models" / "clip_head" / "clip_head.pth")
+    head = load_checkpoint(scratch / "models" / "clip_head" / "clip_head.pth")
     assert head["encoder"] == demo.encoder  # the demo's CLIP ViT-B/16, offline

@@ -155,7 +155,6 @@ def test_a_frozen_head_scores_the_same_through_the_cache(wild_dir, tmp_path):
 def test_training_data_says_whether_a_score_on_a_real_image_means_anything():
     kit = evaluate.training_data({"config": {"profile": "demo", "data_dirs": ["data/raw/ALL_full"]}})
     assert kit.real_world is False and "kit's own fakes" in kit.text and "ALL_full" in kit.text
-    assert evaluate.training_data({"config": {"profile": "demo", "wild": True, "data_dir": "data/wild"}}).real_world
     assert evaluate.training_data({"config": {"profile": "full", "data_dir": "data/raw/ADM"}}).real_world is True
     assert evaluate.training_data({"format": "bare-state-dict"}).real_world is None
 
