@@ -146,8 +146,8 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        srv.bytes_sent += len(body)  # counted before the write: the client cannot finish reading before this runs
         self.wfile.write(body)
-        srv.bytes_sent += len(body)
 
     def log_message(self, *args):
         pass
