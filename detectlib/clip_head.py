@@ -78,10 +78,24 @@ class FrozenEncoder(nn.Module):
     def _versions(self) -> str:
         raise NotImplementedError
 
+    def _variant(self) -> str:
+        """How the forward pass runs (precision); ``float32`` unless an encoder offers faster variants."""
+        return "float32"
+
+    @property
+    def decode_side(self) -> int:
+        """The short side ``data.load_image`` must decode to: the preprocessing resizes the shortest edge to
+        ``input_size`` (then crops the centre square), so a JPEG may be decoded reduced down to that."""
+        return self.input_size
+
     @property
     def cache_key(self) -> str:
-        """Name, library version, preprocessing and weights: anything that changes an embedding changes this."""
-        return f"{self.spec}|{self._versions()}|{self._preprocessing()}|weights={weights_fingerprint(self.model)}"
+        """Name, library version, preprocessing, decode mode, precision and weights: anything that changes an
+        embedding changes this."""
+        from .data import decode_mode
+
+        return (f"{self.spec}|{self._versions()}|{self._preprocessing()}|decode={decode_mode(self.decode_side)}"
+                f"|precision={self._variant()}|weights={weights_fingerprint(self.model)}")
 
 
 def _seeded(build, *args: Any, **kwargs: Any):
@@ -101,16 +115,44 @@ def _clip_offline_message(name: str, err: Exception) -> str:
     )
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); without it bfloat16 is emulated and
+    slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 class ClipVisionEncoder(FrozenEncoder):
     """CLIP's vision tower through transformers; the embedding is ``pooler_output`` (the reference's 1024-d for
     ViT-L/14). Preprocessing is one ``CLIPImageProcessor`` built from the OpenAI mean/std and the model's input size
-    (exactly the OpenAI checkpoints' ``preprocessor_config.json``), used for training and inference alike."""
+    (exactly the OpenAI checkpoints' ``preprocessor_config.json``), used for training and inference alike.
 
-    def __init__(self, model: nn.Module, spec: str, description: str):
+    ``precision``: ``bfloat16`` runs frozen inference on the CPU under bfloat16 autocast (``auto``, the default for
+    pretrained towers, picks it where the CPU has native bfloat16, else ``float32``). Measured on CLIP ViT-B/16,
+    2 cores with AVX512-BF16, 16 photos, batch 16 (2026-12-01): float32 5.0 img/s, bfloat16 autocast 9.1 img/s at
+    cosine >= 0.9997 to float32 (bfloat16 weights: 9.0 img/s, 0.9995). What did not win: ``torch.compile`` on
+    top of bfloat16 (9.1 img/s, 30 s to compile), eager attention instead of SDPA (4.8 img/s), torch dynamic INT8
+    of every Linear (13.9 img/s but cosine 0.47; per-channel weights 0.49; full 8-bit activation range 12.2 img/s
+    at cosine 0.94; sparing fc2 8.3 img/s at 0.96): CLIP's activation outliers (layer-norm outputs of +-40)
+    defeat per-tensor 8-bit activations. Gradients (Grad-CAM, fine-tuning) always run in float32; bfloat16 only
+    where no gradient is taken. The cache key names the precision used."""
+
+    def __init__(self, model: nn.Module, spec: str, description: str, precision: str = "float32"):
         super().__init__()
         from transformers import CLIPImageProcessor
         from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if precision == "auto":
+            precision = "bfloat16" if native_bf16_cpu() else "float32"
+        self.precision = precision
         self.model, self.spec, self.description = model, spec, description
         self.dim = int(model.config.hidden_size)
         self.input_size = int(model.config.image_size)
@@ -131,7 +173,7 @@ class ClipVisionEncoder(FrozenEncoder):
                                      "the plumbing; its scores say nothing about what CLIP can do")
 
     @classmethod
-    def from_name(cls, name: str, pretrained: bool = True) -> ClipVisionEncoder:
+    def from_name(cls, name: str, pretrained: bool = True, precision: str = "auto") -> ClipVisionEncoder:
         """A CLIP vision tower by hub name or local folder: the one resolver of CLIP weights.
 
         Sources, in order: the Hugging Face cache or hub (``from_pretrained``, what ``full`` runs), then, for
@@ -158,13 +200,21 @@ class ClipVisionEncoder(FrozenEncoder):
                     model = CLIPVisionModel.from_pretrained(clip_onnx.rebuild_from_wheel())
             source = clip_onnx.PROVENANCE
         if pretrained:
-            return cls(model, name, f"CLIP vision encoder '{name}' with {source}, frozen")
-        return cls(model, name + RANDOM_SUFFIX, f"CLIP '{name}' architecture with RANDOM weights (a baseline)")
+            return cls(model, name, f"CLIP vision encoder '{name}' with {source}, frozen", precision)
+        return cls(model, name + RANDOM_SUFFIX, f"CLIP '{name}' architecture with RANDOM weights (a baseline)",
+                   precision)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
+    def _variant(self) -> str:
+        on_cpu = next(self.model.parameters()).device.type == "cpu"
+        return "bfloat16-autocast" if self.precision == "bfloat16" and on_cpu else "float32"
+
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self._variant() != "float32" and not torch.is_grad_enabled():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.model(pixel_values=pixel_values).pooler_output.float()
         return self.model(pixel_values=pixel_values).pooler_output
 
     def _preprocessing(self) -> str:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import stat
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -107,12 +110,51 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
-def load_image(path: Path | str) -> Image.Image:
-    """Open any image as RGB with its EXIF orientation applied; a bad file raises ``ImageLoadError`` naming it."""
+_draft = {"enabled": True}  # switched off only by ``full_decode`` (the bench's before/after comparison)
+DRAFT_FORMATS = ("JPEG", "MPO")  # MPO: the multi-picture JPEG of phone cameras, decoded by the same DCT
+
+
+@contextmanager
+def full_decode() -> Iterator[None]:
+    """Within this block ``load_image`` decodes every file whole, whatever the target: the reference against which
+    the reduced decode is measured (``bench.draft_wild_auc_shift``). Encoders' cache keys follow it
+    (``decode_mode``), so the two decodes never share embedding-cache entries."""
+    previous = _draft["enabled"]
+    _draft["enabled"] = False
+    try:
+        yield
+    finally:
+        _draft["enabled"] = previous
+
+
+def decode_mode(target: int | None) -> str:
+    """How ``load_image`` decodes for a consumer needing ``target`` px: part of every encoder's cache key, since the
+    reduced JPEG decode gives other pixels (the DCT's own downscaling) than the whole decode resized."""
+    return f"jpeg-draft>={target}" if target and _draft["enabled"] else "full"
+
+
+def decode_side_of(consumer: Any) -> int | None:
+    """The short side (px) a transform or preprocessing needs from the decoder: its ``decode_side`` (a bound
+    method's object's, e.g. ``ClipHeadDetector.transform``); None (decode whole) when it does not say."""
+    return getattr(getattr(consumer, "__self__", consumer), "decode_side", None)
+
+
+def load_image(path: Path | str, target: int | None = None) -> Image.Image:
+    """Open any image as RGB with its EXIF orientation applied; a bad file raises ``ImageLoadError`` naming it.
+
+    ``target``: the short side the consumer resizes to (``decode_side_of`` its transform). A JPEG at least twice
+    as large is then decoded at 1/2, 1/4 or 1/8 scale in the DCT (``Image.draft``, 3-7x faster on photos), never
+    below ``target``: PIL picks the largest reduction that keeps both sides at or above the size asked for, and
+    the size asked for keeps the image's aspect with its short side at ``target``, so a later resize (square
+    squash or shortest-edge-then-crop) still only shrinks. The short side is the same before and after the EXIF
+    rotation. Other formats are decoded whole: PNG, WebP and the rest have no cheaper exact path."""
     path = check_file(path)
     try:
         with Image.open(path) as im:
             im.seek(0)  # first frame of an animated GIF/WebP
+            if target and _draft["enabled"] and im.format in DRAFT_FORMATS and min(im.size) >= 2 * target:
+                scale = target / min(im.size)
+                im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
             im = ImageOps.exif_transpose(im)
             im.load()
             return to_rgb(im)
@@ -179,6 +221,11 @@ class ImageTransform:
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise ValueError(f"unknown input {self.input!r}; choose one of {', '.join(INPUTS)}")
+
+    @property
+    def decode_side(self) -> int:
+        """What ``load_image`` needs to decode: ``prepare`` squashes to a square of ``img_size``."""
+        return self.img_size
 
     def prepare(self, image: Image.Image):
         """PIL image -> uint8 tensor (3, size, size); any mode is made RGB as ``load_image`` does."""
@@ -313,7 +360,7 @@ class ImageFolderDataset:
         kept, cache = [], []
         for path, label in self.samples:
             try:
-                cache.append(self.transform.prepare(load_image(path)))
+                cache.append(self.transform.prepare(load_image(path, self.transform.decode_side)))
             except ImageLoadError as err:
                 self._skip(path, err)
                 continue
@@ -331,18 +378,20 @@ class ImageFolderDataset:
     def __getitem__(self, index: int):
         if self._cache is not None:
             return self.transform.finish(self._cache[index]), self.samples[index][1]
-        image, label = load_sample_or_next(self.samples, index, self.strict, where=str(self.root))
+        image, label = load_sample_or_next(self.samples, index, self.strict, where=str(self.root),
+                                           target=self.transform.decode_side)
         return self.transform.finish(self.transform.prepare(image)), label
 
 
 def load_sample_or_next(samples: Sequence[tuple[Path, int]], index: int, strict: bool = False,
-                        where: str = "dataset") -> tuple[Image.Image, int]:
-    """Sample ``index`` decoded; when streaming, a file that fails now gives way to the next one (with a warning),
-    so one bad file in an epoch never stops training. ``strict`` raises instead."""
+                        where: str = "dataset", target: int | None = None) -> tuple[Image.Image, int]:
+    """Sample ``index`` decoded (for a consumer of ``target`` px, see ``load_image``); when streaming, a file that
+    fails now gives way to the next one (with a warning), so one bad file in an epoch never stops training.
+    ``strict`` raises instead."""
     for step in range(len(samples)):
         path, label = samples[(index + step) % len(samples)]
         try:
-            return load_image(path), label
+            return load_image(path, target), label
         except ImageLoadError as err:
             if strict:
                 raise

@@ -489,18 +489,29 @@ def compare_detectors(checkpoints: Mapping[str, Path], raw_root: Path | str, wil
     return rows
 
 
-def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
-    """An AUC in words, from the number and its sampling noise (``metrics.auc_standard_error``): what a lesson
-    prints after a run instead of a verdict typed in before it."""
-    se = metrics.auc_standard_error(auc, n_ai, n_real)
+def auc_band(auc: float, n_ai: int, n_real: int) -> str:
+    """"chance" when the AUC is within two standard errors (``metrics.auc_standard_error``) of 0.5, else "above" or
+    "below": the verdict ``describe_auc`` words, as a value a check can compare."""
     if math.isnan(auc):
+        return "unmeasurable"
+    if abs(auc - 0.5) <= 2 * metrics.auc_standard_error(auc, n_ai, n_real):
+        return "chance"
+    return "below" if auc < 0.5 else "above"
+
+
+def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
+    """An AUC in words, from the number and its sampling noise (``auc_band``): what a lesson prints after a run
+    instead of a verdict typed in before it."""
+    band = auc_band(auc, n_ai, n_real)
+    if band == "unmeasurable":
         return "not measurable (one class missing)"
-    band = f"AUC {auc:.3f} ± {2 * se:.3f} on {n_ai} AI images and {n_real} photos"
-    if abs(auc - 0.5) <= 2 * se:
-        return f"no better than chance ({band})"
-    if auc < 0.5:
-        return f"worse than chance: it ranks real photos as more AI-like than the fakes ({band})"
-    return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({band})"
+    sentence = f"AUC {auc:.3f} ± {2 * metrics.auc_standard_error(auc, n_ai, n_real):.3f} on {n_ai} AI images and " \
+               f"{n_real} photos"
+    if band == "chance":
+        return f"no better than chance ({sentence})"
+    if band == "below":
+        return f"worse than chance: it ranks real photos as more AI-like than the fakes ({sentence})"
+    return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({sentence})"
 
 
 def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:
@@ -736,13 +747,14 @@ def pipeline_vs_model_throughput(
     """
     import torch
 
-    from .data import load_image
+    from .data import decode_side_of, load_image
 
     paths = list(paths)
     chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+    side = decode_side_of(detector.transform)  # decoded as score_paths decodes
 
     def decode() -> list[torch.Tensor]:
-        return [torch.stack([detector.transform(load_image(p)) for p in chunk]) for chunk in chunks]
+        return [torch.stack([detector.transform(load_image(p, side)) for p in chunk]) for chunk in chunks]
 
     batches = decode()
     for batch in batches:  # warm-up: first-call allocations for each batch shape are not throughput

@@ -3,20 +3,28 @@
 Introduced in notebook 03. A frozen encoder maps an image to the same vector every epoch, so the head can train on
 stored vectors: an epoch costs milliseconds instead of a pass through the encoder.
 
-Keys are the image's *content* (SHA-256 of the file's bytes) within one file per encoder ``cache_key`` (name,
-library version, preprocessing, weights fingerprint). Content rather than path + size + mtime because the kit copies
-images around (``create_full_all`` / ``create_samples`` prefix and copy generator folders; a git checkout or ``cp``
-resets mtimes): a copy hits the cache, a touched file stays valid, and an edited file misses even when its size and
-mtime resolution hide the edit. Hashing reads the file once, far cheaper than decoding and encoding it.
+Keys are the image's *content* (SHA-256 of the file's bytes) within one store per encoder ``cache_key`` (name,
+library version, preprocessing, decode mode, precision, weights fingerprint). Content rather than path + size +
+mtime because the kit copies images around (``create_full_all`` / ``create_samples`` prefix and copy generator
+folders; a git checkout or ``cp`` resets mtimes): a copy hits the cache, a touched file stays valid, and an edited
+file misses even when its size and mtime resolution hide the edit. Hashing reads the file once, far cheaper than
+decoding and encoding it.
+
+A store is a set of shard files ``<encoder>-<key hash>.<id>.pt`` (``EmbeddingStore``): each call that encodes
+something adds one, written atomically, so concurrent writers (``torchrun -m detectlib.embed``) never collide.
+Shards are read memory-mapped (``torch.load(mmap=True)``): a head trained on millions of cached vectors reads them
+from the page cache, and when the requested images are one shard's consecutive rows (a folder embedded by
+``python -m detectlib.embed``) ``EmbeddedSet.embeddings`` *is* that mapping, never a second copy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from .data import (
     ImageLoadError,
     SkippedFileWarning,
     check_file,
+    decode_side_of,
     list_class_images,
     load_image,
     load_sample_or_next,
@@ -35,7 +44,12 @@ from .data import (
 )
 from .models import atomic_torch_save
 
-CACHE_FORMAT = "detectlib-embeddings/1"
+CACHE_FORMAT = "detectlib-embeddings/2"  # 2: memory-mapped shards; 1 was one torch file rewritten on every call
+SHARD_SUFFIX = ".pt"
+
+
+class CacheFormatError(ValueError):
+    """An embedding-cache file written by an incompatible version of the kit; the message names it and the fix."""
 
 
 @dataclass
@@ -81,23 +95,152 @@ def file_digest(path: Path | str) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def cache_file(cache_dir: Path | str, cache_key: str) -> Path:
-    """One file per encoder: a readable prefix of its spec plus a hash of its full cache key."""
+def store_prefix(cache_dir: Path | str, cache_key: str) -> Path:
+    """Where one encoder's shards live: a readable prefix of its spec plus a hash of its full cache key."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", cache_key.split("|", 1)[0])[:60]
-    return Path(cache_dir) / f"{name}-{hashlib.sha1(cache_key.encode()).hexdigest()[:16]}.pt"
+    return Path(cache_dir) / f"{name}-{hashlib.sha1(cache_key.encode()).hexdigest()[:16]}"
 
 
-def _read_store(path: Path, cache_key: str) -> tuple[list[str], torch.Tensor | None]:
-    if not path.is_file():
-        return [], None
+def new_shard_id() -> str:
+    """A shard name no other writer picks (time, then process), sorting in the order shards were written."""
+    return f"{time.time_ns():016x}-{os.getpid()}"
+
+
+def write_shard(prefix: Path, cache_key: str, digests: Sequence[str], vectors: torch.Tensor,
+                shard_id: str | None = None) -> Path:
+    """One shard file, written atomically: a reader sees all of it or nothing."""
+    if len(digests) != len(vectors):
+        raise ValueError(f"write_shard: {len(digests)} digests for {len(vectors)} vectors")
+    path = prefix.with_name(f"{prefix.name}.{shard_id or new_shard_id()}{SHARD_SUFFIX}")
+    return atomic_torch_save({"format": CACHE_FORMAT, "cache_key": cache_key, "hashes": list(digests),
+                              "embeddings": vectors.float().contiguous()}, path)
+
+
+def read_shard(path: Path, cache_key: str) -> tuple[list[str], torch.Tensor] | None:
+    """A shard's digests and memory-mapped vectors; None for a shard gone meanwhile (merged by another process)
+    or damaged (warned about and removed, so it is rebuilt, never trusted). Another version's file raises
+    ``CacheFormatError``."""
     try:
-        store = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged cache is rebuilt, never trusted
+        store = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        return None
+    except Exception as err:
         warnings.warn(f"{path}: unreadable embedding cache ({type(err).__name__}), rebuilding it", stacklevel=3)
-        return [], None
-    if store.get("format") != CACHE_FORMAT or store.get("cache_key") != cache_key:
-        return [], None
+        path.unlink(missing_ok=True)
+        return None
+    found = store.get("format") if isinstance(store, dict) else None
+    if found != CACHE_FORMAT:
+        raise CacheFormatError(f"{path}: embedding cache written by another detectlib version (format {found!r}, "
+                               f"this one reads {CACHE_FORMAT!r}); delete it and rerun, or rebuild the cache "
+                               "with python -m detectlib.embed")
+    if store.get("cache_key") != cache_key:  # a prefix-hash collision: another encoder's file
+        return None
     return list(store["hashes"]), store["embeddings"]
+
+
+class EmbeddingStore:
+    """One encoder's cached embeddings, by content digest: every shard under ``store_prefix`` read memory-mapped,
+    plus what ``add`` brings. ``cache_dir=None`` keeps everything in memory (nothing is written)."""
+
+    def __init__(self, cache_dir: Path | str | None, cache_key: str):
+        self.cache_key = cache_key
+        self.prefix = store_prefix(cache_dir, cache_key) if cache_dir is not None else None
+        self._tables: list[torch.Tensor] = []
+        self._where: dict[str, tuple[int, int]] = {}  # digest -> (table, row); the first shard holding it wins
+        for path in self.shard_files():
+            shard = read_shard(path, cache_key)
+            if shard is not None:
+                self._index(*shard)
+
+    def shard_files(self) -> list[Path]:
+        """The shard files on disk, oldest first (none without a cache folder)."""
+        if self.prefix is None or not self.prefix.parent.is_dir():
+            return []
+        return sorted(self.prefix.parent.glob(f"{self.prefix.name}*{SHARD_SUFFIX}"))
+
+    def _index(self, digests: Sequence[str], vectors: torch.Tensor) -> None:
+        table = len(self._tables)
+        self._tables.append(vectors)
+        for row, digest in enumerate(digests):
+            self._where.setdefault(digest, (table, row))
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add(self, digests: Sequence[str], vectors: torch.Tensor, shard_id: str | None = None) -> Path | None:
+        """New rows: one new shard on disk (its path), or in memory only without a cache folder (None)."""
+        path = None
+        if self.prefix is not None:
+            path = write_shard(self.prefix, self.cache_key, digests, vectors, shard_id)
+        self._index(digests, vectors.float())
+        return path
+
+    def get(self, digests: Sequence[str], dim: int) -> torch.Tensor:
+        """The vectors (N, dim) of ``digests``, in order, every one present. One shard's consecutive rows come back
+        as a view of its mapping (no copy); any other selection is gathered into a new tensor."""
+        if not digests:
+            return torch.zeros(0, dim)
+        where = torch.tensor([self._where[d] for d in digests], dtype=torch.long)
+        tables, rows = where[:, 0], where[:, 1]
+        first = int(rows[0])
+        if bool((tables == tables[0]).all()) and torch.equal(rows, torch.arange(first, first + len(rows))):
+            return self._tables[int(tables[0])][first:first + len(rows)]
+        out = torch.empty(len(digests), dim)
+        for table in tables.unique().tolist():
+            chosen = tables == table
+            out[chosen] = self._tables[table][rows[chosen]].float()
+        return out
+
+
+def readable_samples(samples: Sequence[tuple[Path, int]], skip: Callable[[Path, ImageLoadError], None]
+                     ) -> list[tuple[Path, int]]:
+    """The samples that are readable files (``data.check_file``); ``skip`` hears about each other one first, so a
+    FIFO or a link loop named x.png is refused before hashing would open it."""
+    readable = []
+    for path, label in samples:
+        try:
+            check_file(path)
+        except ImageLoadError as err:
+            skip(Path(path), err)
+            continue
+        readable.append((path, label))
+    return readable
+
+
+def encode_files(encoder: Any, items: Sequence[tuple[Path, str]], skip: Callable[[Path, ImageLoadError], None],
+                 batch_size: int = 32, progress: bool = False, perturb: Any = None
+                 ) -> tuple[list[str], torch.Tensor | None]:
+    """Decode (at the encoder's ``decode_side``: ``data.load_image``), preprocess and encode (path, digest) pairs
+    in batches; returns the digests encoded and their vectors (N, dim) on the CPU (None when nothing was). Files
+    that fail to decode go to ``skip``. A ``perturb`` edits each image decoded whole, as a user's edit would."""
+    target = None if perturb is not None else decode_side_of(encoder)
+    device = next(encoder.parameters()).device
+    starts = range(0, len(items), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"encoding with {encoder.spec}", unit="batch")
+    encoder.eval()
+    digests: list[str] = []
+    chunks: list[torch.Tensor] = []
+    for start in starts:
+        images, batch_digests = [], []
+        for path, digest in items[start:start + batch_size]:
+            try:
+                image = load_image(path, target)
+            except ImageLoadError as err:
+                skip(Path(path), err)
+                continue
+            images.append(perturb(image) if perturb is not None else image)
+            batch_digests.append(digest)
+        if images:
+            with torch.inference_mode():
+                chunks.append(encoder.embed(encoder.preprocess(images).to(device)).float().cpu())
+            digests += batch_digests
+    return digests, (torch.cat(chunks) if chunks else None)
 
 
 def embed_samples(
@@ -122,68 +265,31 @@ def embed_samples(
     def skip(path: Path, err: ImageLoadError) -> None:
         if strict:
             raise err
-        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=3)
-        skipped.append((Path(path), str(err)))
+        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=4)
+        skipped.append((path, str(err)))
 
-    readable = []
-    for path, label in samples:  # hashing opens the file: a FIFO or a loop named x.png is refused first
-        try:
-            check_file(path)
-        except ImageLoadError as err:
-            skip(path, err)
-            continue
-        readable.append((path, label))
-    not_files, samples = len(skipped), readable
+    samples = readable_samples(samples, skip)
+    not_files = len(skipped)
     digests = [file_digest(path) for path, _ in samples]
-    key = encoder.cache_key
-    store_path = cache_file(cache_dir, key) if cache_dir is not None else None
-    hashes, stored = _read_store(store_path, key) if store_path else ([], None)
-    rows: dict[str, torch.Tensor] = dict(zip(hashes, stored, strict=True)) if stored is not None else {}
+    store = EmbeddingStore(cache_dir, encoder.cache_key)
     first_index: dict[str, int] = {}  # each new content encoded once, even when copies sit in the list
     for index, digest in enumerate(digests):
-        if digest not in rows:
+        if digest not in store:
             first_index.setdefault(digest, index)
-    todo = list(first_index.items())
-    stats.hits = sum(d in rows for d in digests)
-    new_hashes, new_rows, unreadable = [], [], set()
-    device = next(encoder.parameters()).device
-    starts = range(0, len(todo), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"encoding with {encoder.spec}", unit="batch")
+    stats.hits = sum(d in store for d in digests)
     began = time.perf_counter()
-    encoder.eval()
-    for start in starts:
-        images, batch_hashes = [], []
-        for digest, index in todo[start:start + batch_size]:
-            try:
-                image = load_image(samples[index][0])
-                images.append(perturb(image) if perturb is not None else image)
-                batch_hashes.append(digest)
-            except ImageLoadError as err:
-                skip(samples[index][0], err)
-                unreadable.add(digest)
-        if images:
-            with torch.inference_mode():
-                vectors = encoder.embed(encoder.preprocess(images).to(device)).float().cpu()
-            new_hashes += batch_hashes
-            new_rows += list(vectors)
+    new_digests, vectors = encode_files(encoder, [(samples[i][0], d) for d, i in first_index.items()], skip,
+                                        batch_size, progress, perturb)
     stats.encode_seconds = time.perf_counter() - began
-    encoded = set(new_hashes)
+    if vectors is not None:
+        store.add(new_digests, vectors)
+    encoded = set(new_digests)
     stats.misses = sum(d in encoded for d in digests)
-    stats.skipped = sum(d in unreadable for d in digests) + not_files
-    rows.update(zip(new_hashes, new_rows, strict=True))
-    if store_path is not None and new_hashes:
-        all_hashes = hashes + new_hashes
-        all_rows = torch.cat([t for t in (stored, torch.stack(new_rows)) if t is not None])
-        atomic_torch_save({"format": CACHE_FORMAT, "cache_key": key, "hashes": all_hashes,
-                           "embeddings": all_rows}, store_path)
+    stats.skipped = sum(d in first_index and d not in encoded for d in digests) + not_files
     warn_skipped(skipped, stacklevel=2)
-    kept = [i for i, d in enumerate(digests) if d in rows]
-    vectors = [rows[digests[i]] for i in kept]
+    kept = [i for i, d in enumerate(digests) if d in store]
     return EmbeddedSet(
-        embeddings=torch.stack(vectors) if vectors else torch.zeros(0, encoder.dim),
+        embeddings=store.get([digests[i] for i in kept], encoder.dim),
         labels=torch.tensor([samples[i][1] for i in kept], dtype=torch.long),
         paths=[Path(samples[i][0]) for i in kept],
         stats=stats,
@@ -265,5 +371,6 @@ class PixelDataset:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = load_sample_or_next(self.samples, index, self.strict)
+        image, label = load_sample_or_next(self.samples, index, self.strict,
+                                           target=decode_side_of(self.preprocess))
         return self.preprocess([image])[0], label

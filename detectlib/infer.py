@@ -33,7 +33,7 @@ import numpy as np
 from .cli import add_strict, command, note
 from .cli import fail as _fail
 from .config import get_language
-from .data import ImageLoadError, SkippedFileWarning, is_image_file, load_image, warn_skipped
+from .data import ImageLoadError, SkippedFileWarning, decode_side_of, is_image_file, load_image, warn_skipped
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
 
 if TYPE_CHECKING:
@@ -48,13 +48,15 @@ class _ImageFiles:
 
     def __init__(self, paths: Sequence[Path], transform: Callable, perturb: Callable | None = None):
         self.paths, self.transform, self.perturb = list(paths), transform, perturb
+        # decoded for the size the transform needs; whole when perturbed, as a user's edit acts on the full image
+        self.target = decode_side_of(transform) if perturb is None else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         try:
-            image = load_image(self.paths[index])
+            image = load_image(self.paths[index], self.target)
         except ImageLoadError as err:
             return index, None, str(err)
         if self.perturb is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from .config import get_language
-from .data import ImageLoadError, load_image
+from .data import ImageLoadError, decode_side_of, load_image
 from .labels import DEFAULT_THRESHOLD, class_label, predicted_class
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # larger files: type their path instead
@@ -43,7 +43,8 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     return [(str(item["name"]), bytes(item["content"])) for item in value]
 
 
-def image_from_bytes(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+def image_from_bytes(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES,
+                     target: int | None = None) -> Image.Image:
     """Decode uploaded bytes with ``data.load_image``'s rules; too large or not an image -> ``ImageLoadError``.
 
     The bytes go to a temporary file named ``upload<suffix>`` (never the uploaded name, which may hold ``..``,
@@ -56,12 +57,12 @@ def image_from_bytes(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) 
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return load_image(path)
+            return load_image(path, target)
         except ImageLoadError as err:
             raise ImageLoadError(str(err).replace(str(path), name)) from None
 
 
-def image_from_source(source: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+def image_from_source(source: str, max_bytes: int = MAX_UPLOAD_BYTES, target: int | None = None) -> Image.Image:
     """An image from a local path or an http(s) URL; any failure is a one-line ``ImageLoadError``."""
     source = source.strip()
     if source.startswith(("http://", "https://")):
@@ -72,11 +73,11 @@ def image_from_source(source: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.I
                 data = response.read(max_bytes + 1)
         except (OSError, ValueError) as err:
             raise ImageLoadError(f"{source}: could not download it ({err}); save it and type its path") from None
-        return image_from_bytes(data, source, max_bytes)
+        return image_from_bytes(data, source, max_bytes, target)
     path = Path(source).expanduser()
     if not path.is_file():
         raise ImageLoadError(f"{source}: no such file; type the path of an image or an http(s) URL")
-    return load_image(path)
+    return load_image(path, target)
 
 
 def side_by_side(left: Image.Image, right: Image.Image, height: int = DISPLAY_SIDE) -> bytes:
@@ -119,6 +120,9 @@ class ImageProbe:
         if not detectors:
             raise ValueError("ImageProbe needs at least one detector")
         self.detectors = dict(detectors)
+        sides = [decode_side_of(getattr(det, "transform", None)) for det in self.detectors.values()]
+        # one decode serves every detector and the heatmap panel: the largest side any of them needs
+        self.decode_side = None if None in sides else max([*sides, DISPLAY_SIDE])
         self.lang, self.max_upload_bytes = lang or get_language(), max_upload_bytes
         self.image: Image.Image | None = None
         self.image_name = ""
@@ -171,19 +175,19 @@ class ImageProbe:
         files = uploaded_files(value)
         if files:
             name, data = files[0]
-            self.set_image(image_from_bytes(data, name, self.max_upload_bytes), name)
+            self.set_image(image_from_bytes(data, name, self.max_upload_bytes, self.decode_side), name)
 
     @_shows_errors
     def load_sample(self, path: str) -> None:
         """The sample dropdown's callback."""
         if path:
-            self.set_image(load_image(path), Path(path).name)
+            self.set_image(load_image(path, self.decode_side), Path(path).name)
 
     @_shows_errors
     def load_source(self, source: str) -> None:
         """The path / URL box's callback."""
         if source.strip():
-            self.set_image(image_from_source(source, self.max_upload_bytes), source.strip())
+            self.set_image(image_from_source(source, self.max_upload_bytes, self.decode_side), source.strip())
 
     def set_image(self, image: Image.Image, name: str) -> None:
         """Score a new image with every detector, then draw the scores and the heatmap."""
