@@ -49,8 +49,8 @@ test-colab:
 	$(COLAB_VENV)/bin/python -m pip install -q -c constraints.txt '.[demo,lab]'
 	$(COLAB_VENV)/bin/python -I -c 'import ipywidgets, detectlib, pathlib; assert ipywidgets.__version__.startswith("7."), ipywidgets.__version__; assert "site-packages" in pathlib.Path(detectlib.__file__).parts, detectlib.__file__'
 	run=$$(mktemp -d) && cp -r notebooks/. "$$run" && cd "$$run" && \
-	  COLAB_RELEASE_TAG=detectlib-test-colab $(TEST_ENV) $(CURDIR)/$(COLAB_VENV)/bin/python -m pytest \
-	  [0-9]*.ipynb exercises/[0-9]*.ipynb --nbval-lax --nbval-current-env -p no:cacheprovider -q; \
+	  COLAB_RELEASE_TAG=detectlib-test-colab DETECTLIB_ROOT="$$run" $(TEST_ENV) $(CURDIR)/$(COLAB_VENV)/bin/python -m pytest \
+	  [0-9]*.ipynb exercises/[0-9]*.ipynb exercises/solutions/[0-9]*.ipynb --nbval-lax --nbval-current-env -p no:cacheprovider -q; \
 	  status=$$?; rm -rf "$$run"; exit $$status
 
 # Speed and memory against the kit's own ceilings (ratios within one run) -> results/bench.json.

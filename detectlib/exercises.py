@@ -1,34 +1,44 @@
 """Self-checking exercises for the five lessons, in the style of Kaggle's learntools, with no grading server.
 
-Used by ``notebooks/exercises/``. Each lesson is a namespace of questions (``dl.exercises.lesson01.q1`` ...), and
-each question offers:
+Used by ``notebooks/exercises/`` (the student notebooks) and ``notebooks/exercises/solutions/`` (the teachers'
+copies, run by nbval). Each lesson is a namespace of questions (``dl.exercises.lesson01.q1`` ...), and each
+question offers:
 
 * ``q.check(answer, ...)``: prints ✅ when the answer is right, ❌ with what exactly is wrong, or 💡 a nudge while
   the answer is still the TODO placeholder (``...`` or ``None``). A learner's exception is explained, never shown
-  as a traceback. ``strict=True`` (the notebooks' reference-solutions section, run by nbval) raises
-  ``AssertionError`` unless the answer is right, so CI notices a wrong reference solution.
-* ``q.hint()`` and ``q.solution()``: print a hint, and the reference solution's code.
+  as a traceback. ``strict=True`` (the solutions notebooks, run by nbval) raises ``AssertionError`` unless the
+  answer is right, so CI notices a wrong reference solution.
+* ``q.hint()``: two tiers, an idea first, then (called again) a pointer to the tools; ``q.solution()``: the
+  reference solution's code.
 * ``q.data()``: the question's inputs, made fresh on every call from a fixed seed.
 
 Why the checkers compute every expected answer with the library itself (``dl.audit``, ``dl.metrics``,
 ``dl.explain`` ...) on small seeded data: a hard-coded number would drift the day the library changes, and an
-exercise that disagrees with its lesson teaches the wrong thing. The inputs are tiny and made on the spot, so every
-question works in every profile (Colab's ``full`` included) in a second or less, without the demo dataset.
-``setup``, ``todo`` and ``solution_code`` hold the code the exercise notebooks show, so the notebooks and the tests
-run the same code.
+exercise that disagrees with its lesson teaches the wrong thing. The same reason makes a shortcut possible, so a
+question lists the library functions it is checked against (``forbidden``): while the learner's function runs,
+each is replaced by a tripwire, and an answer that merely calls one is told to write the steps itself.
+
+The inputs are tiny and made on the spot, so every question works in every profile (Colab's ``full`` included) in
+a second or less, without the demo dataset. The exception is each lesson's last question, a *prediction*: the
+learner commits to what the lesson's own run will show, and the check then reads that run's results (its
+checkpoints, its dataset) and says what it measured. ``setup``, ``todo`` and ``solution_code`` hold the code the
+exercise notebooks show, so the notebooks and the tests run the same code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import importlib
 import inspect
 import io
+import itertools
 import os
 import shutil
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +66,65 @@ class Wrong(Exception):
     """A wrong answer; the message says, in plain words, what is wrong."""
 
 
+_FORBIDDEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("forbidden", default=())
+
+
+class _ShortcutTaken(BaseException):
+    """Raised by a tripwire; a BaseException, so a learner's ``except Exception`` cannot hide it."""
+
+
+def _owner(dotted: str) -> tuple[Any, str]:
+    """``"detectlib.train.History.best"`` -> (the History class, "best"): the object holding the attribute."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1]
+    raise ValueError(f"{dotted}: no module in this dotted name")
+
+
+@contextlib.contextmanager
+def _tripwires(targets: Iterable[str]) -> Iterator[list[str]]:
+    """While inside, each named function raises ``_ShortcutTaken`` when called; yields the names called."""
+    taken: list[str] = []
+    patched = []
+    for target in targets:
+        owner, attr = _owner(target)
+
+        def wire(*args: Any, _target: str = target, **kwargs: Any) -> Any:
+            taken.append(_target)
+            raise _ShortcutTaken(_target)
+
+        patched.append((owner, attr, inspect.getattr_static(owner, attr)))
+        setattr(owner, attr, wire)
+    try:
+        yield taken
+    finally:
+        for owner, attr, original in reversed(patched):
+            setattr(owner, attr, original)
+
+
+def _public_name(dotted: str) -> str:
+    """How a notebook spells it: ``dl.audit.blockiness``, ``History.best``, ``sklearn.metrics.roc_auc_score``."""
+    return "dl." + dotted.removeprefix("detectlib.") if dotted.startswith("detectlib.") else dotted
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a lesson's run shows, for a prediction question: the matching choice and the numbers behind it."""
+
+    choice: str
+    evidence: str
+
+
+class LessonNotRun(Exception):
+    """A prediction question needs the lesson's results, and they are not there yet."""
+
+
 @dataclass(frozen=True)
 class Result:
     """What ``Question.check`` found; truthy only when the answer is right."""
@@ -78,11 +147,14 @@ class Question:
     title: str
     answers: tuple[str, ...]  # the names the learner's code defines, passed to check() in this order
     checker: Callable[..., str | None]  # raises Wrong / NotAttempted; returns an optional remark on success
-    hint_text: str
+    hints: tuple[str, str]  # an idea, then a pointer to the tools
     solution_code: str
     todo: str  # code with the placeholder
     setup: str = ""  # code that makes the inputs (run before the TODO cell)
     data_fn: Callable[[], Any] | None = None
+    forbidden: tuple[str, ...] = ()  # dotted names of the library functions the checker compares with
+    measure: Callable[[], Measured] | None = None  # a prediction question: what the lesson's run shows
+    hints_shown: int = field(default=0, repr=False)
 
     @property
     def call(self) -> str:
@@ -95,6 +167,12 @@ class Question:
             raise AttributeError(f"{self.label} has no data: its inputs are made in the notebook cell")
         return self.data_fn()
 
+    def measured(self) -> str:
+        """A prediction question's answer as the lesson's run gives it (the teachers' notebooks use it)."""
+        if self.measure is None:
+            raise AttributeError(f"{self.label} is not a prediction: it has a fixed answer, see solution()")
+        return self.measure().choice
+
     def check(self, *args: Any, strict: bool = False, **kwargs: Any) -> Result:
         """Print ✅ / ❌ / 💡 feedback on the learner's answer and return it; ``strict`` raises unless right."""
         try:
@@ -102,6 +180,7 @@ class Question:
         except TypeError:
             result = Result("wrong", f"pass your answer to the check, like this: {self.call}")
         else:
+            token = _FORBIDDEN.set(self.forbidden)
             try:
                 result = Result("correct", self.checker(*bound.args, **bound.kwargs) or "")
             except NotAttempted as err:
@@ -113,6 +192,8 @@ class Question:
                     raise
                 result = Result("wrong", f"could not check this answer ({type(err).__name__}: {err}); is it the "
                                          f"kind of value the question asks for?")
+            finally:
+                _FORBIDDEN.reset(token)
         print(self._render(result))
         if strict and not result:
             raise AssertionError(f"{self.label} ({self.title}) {result.status}: {result.message}")
@@ -127,8 +208,15 @@ class Question:
         return (f"❌ {head}: {message}\n"
                 f"💡 Stuck? ex.{self.label}.hint() gives a hint, ex.{self.label}.solution() an answer.")
 
-    def hint(self) -> None:
-        print(f"💡 Hint ({self.label}): {self.hint_text}")
+    def hint(self, tier: int | None = None) -> None:
+        """The next hint: first the idea, then (called again) a pointer; ``tier`` picks one (1 or 2)."""
+        tier = tier if tier is not None else min(self.hints_shown + 1, len(self.hints))
+        if tier not in range(1, len(self.hints) + 1):
+            raise ValueError(f"{self.label} has hints 1 to {len(self.hints)}, not {tier}")
+        self.hints_shown = max(self.hints_shown, tier)
+        kind = ("an idea", "a pointer")[tier - 1]
+        more = f" Run ex.{self.label}.hint() again for a pointer." if tier < len(self.hints) else ""
+        print(f"💡 Hint {tier} of {len(self.hints)}, {kind} ({self.label}): {self.hints[tier - 1]}{more}")
 
     def solution(self) -> None:
         print(f"💡 A solution ({self.label}):\n\n{self.solution_code}")
@@ -192,11 +280,20 @@ def _function(fn: Any, name: str) -> Callable:
 
 
 def _run(fn: Callable, name: str, on: str, *args: Any) -> Any:
-    """Call the learner's function; its exception or a missing ``return`` becomes plain words."""
-    try:
-        out = fn(*args)
-    except Exception as err:
-        raise Wrong(f"your {name}() raised {type(err).__name__}: {err} (called on {on}).") from None
+    """Call the learner's function; its exception or a missing ``return`` becomes plain words, and a call to a
+    function the question is checked against (``Question.forbidden``) is refused."""
+    with _tripwires(_FORBIDDEN.get()) as taken:
+        try:
+            out = fn(*args)
+        except _ShortcutTaken:
+            out = None
+        except Exception as err:
+            if not taken:
+                raise Wrong(f"your {name}() raised {type(err).__name__}: {err} (called on {on}).") from None
+    if taken:
+        raise Wrong(f"your {name}() calls {_public_name(taken[0])}, the very function this check compares with, so "
+                    "it would only check the library against itself. Write the steps yourself (the hint gives an "
+                    "idea).")
     if any(out is p for p in PLACEHOLDERS):
         raise NotAttempted(f"your {name}() returned {out!r} (on {on}): finish the TODO and `return` the result.")
     return out
@@ -583,44 +680,76 @@ def _check_freeze(model: Any, n_trainable: Any) -> str:
     raise Wrong(f"n_trainable = {got:,g} is not the count of numbers with requires_grad in your model.")
 
 
-def _overfit_history() -> History:
-    """What ``dl.train.fit`` returns after 8 epochs that over-fit: the input of question 4 (not its answer)."""
+def _history(val_loss: list[float], val_correct: list[int], n_val: int = 40) -> History:
+    """A ``dl.train.History`` as ``fit`` returns it, from validation losses and counts (training loss falls)."""
     from .train import History
 
-    train_loss = [0.69, 0.58, 0.47, 0.38, 0.30, 0.22, 0.15, 0.09]
-    val_loss = [0.68, 0.60, 0.52, 0.47, 0.49, 0.48, 0.56, 0.63]
-    val_correct = [22, 27, 31, 33, 35, 35, 34, 33]  # of 40 validation images
     return History([
-        {"epoch": e + 1, "train_loss": tl, "train_acc": min(1.0, 0.5 + e * 0.07), "val_loss": vl,
-         "val_acc": vc / 40, "val_images": 40}
-        for e, (tl, vl, vc) in enumerate(zip(train_loss, val_loss, val_correct, strict=True))
+        {"epoch": e + 1, "train_loss": round(0.69 * 0.75 ** e, 3), "train_acc": min(1.0, 0.5 + e * 0.07),
+         "val_loss": vl, "val_acc": vc / n_val, "val_images": n_val}
+        for e, (vl, vc) in enumerate(zip(val_loss, val_correct, strict=True))
     ])
 
 
-def _check_best_epoch(best_epoch: Any) -> str:
+def _overfit_history() -> History:
+    """8 epochs that over-fit, two of them tied on validation accuracy: the input of question 4."""
+    return _history([0.68, 0.60, 0.52, 0.47, 0.49, 0.48, 0.56, 0.63], [22, 27, 31, 33, 35, 35, 34, 33])
+
+
+def _other_histories() -> list[History]:
+    """Histories the learner never saw: a clear best, and a three-way tie on accuracy (no hard-coding pays)."""
+    return [_history([0.70, 0.55, 0.41, 0.44, 0.52], [20, 28, 34, 31, 30]),
+            _history([0.69, 0.50, 0.45, 0.46, 0.43, 0.47], [21, 30, 32, 32, 32, 29])]
+
+
+def _overfit_start(history: History) -> int:
+    """The first epoch whose validation loss rises above the epoch before while the training loss still falls."""
+    rows = history.epochs
+    return next(b["epoch"] for a, b in itertools.pairwise(rows) if b["val_loss"] > a["val_loss"]
+                and b["train_loss"] < a["train_loss"])
+
+
+def _check_best_epoch(pick_best: Any, overfit_from: Any) -> str:
+    fn = _function(pick_best, "pick_best")
+    for history in (_overfit_history(), *_other_histories()):
+        rows = {row["epoch"]: row for row in history.epochs}
+        on = f"a history of {len(rows)} epochs"
+        got = _number(_run(fn, "pick_best", on, [dict(r) for r in history.epochs]), "pick_best(...)")
+        best = history.best()
+        if got == best["epoch"]:
+            continue
+        if got not in rows:
+            raise Wrong(f"on {on} pick_best returns {got:g}, but the epochs run from 1 to {len(rows)}; return "
+                        "row['epoch'], not a position in the list.")
+        row = rows[int(got)]
+        by = {key: min(rows.values(), key=lambda r: r[key])["epoch"] for key in ("train_loss", "val_loss")}
+        if got == by["train_loss"] and got != by["val_loss"]:
+            raise Wrong(f"on {on} you pick epoch {got:g}, the lowest *training* loss, which over-fits most: best.pth "
+                        "is chosen on the validation accuracy.")
+        if row["val_acc"] == best["val_acc"]:
+            raise Wrong(f"on {on} epochs {got:g} and {best['epoch']} tie on validation accuracy "
+                        f"({row['val_acc']:.3f}); a tie goes to the lower validation loss.")
+        if got == by["val_loss"]:
+            raise Wrong(f"on {on} you pick epoch {got:g}, the lowest validation loss, but best.pth is chosen by the "
+                        "highest validation *accuracy*; the validation loss only breaks ties.")
+        raise Wrong(f"on {on} epoch {got:g} has val acc {row['val_acc']:.3f}; another epoch has a higher one.")
     history = _overfit_history()
-    rows = {row["epoch"]: row for row in history.epochs}
-    got = _number(best_epoch, "best_epoch")
-    best = history.best()
-    if got == best["epoch"]:
-        low = min(rows.values(), key=lambda r: r["val_loss"])
-        return (f"epoch {best['epoch']} (val acc {best['val_acc']:.3f}); history.best() applies the same rule. "
-                f"From epoch {low['epoch'] + 1} the validation loss rises while the training loss keeps falling: "
-                "over-fitting.")
-    if got not in rows:
-        raise Wrong(f"there is no epoch {got:g}; epochs run from 1 to {len(rows)}.")
-    row = rows[int(got)]
-    by = {key: min(rows.values(), key=lambda r: r[key])["epoch"] for key in ("train_loss", "val_loss")}
-    if got == by["train_loss"]:
-        raise Wrong(f"epoch {got:g} has the lowest *training* loss, and over-fits most (val loss "
-                    f"{row['val_loss']:.2f}): best.pth is chosen on the validation accuracy.")
-    if got == by["val_loss"]:
-        raise Wrong(f"epoch {got:g} has the lowest validation loss, but best.pth is chosen by the highest "
-                    "validation *accuracy*; the validation loss only breaks ties.")
-    if row["val_acc"] == best["val_acc"]:
-        raise Wrong(f"epochs {got:g} and {best['epoch']} tie on validation accuracy ({row['val_acc']:.3f}); a tie "
-                    "goes to the lower validation loss.")
-    raise Wrong(f"epoch {got:g} has val acc {row['val_acc']:.3f}; another epoch has a higher one.")
+    start, best = _overfit_start(history), history.best()
+    got = _number(overfit_from, "overfit_from")
+    if got != start:
+        later = [e for e in range(start + 1, len(history.epochs) + 1)
+                 if history.epochs[e - 1]["val_loss"] > history.epochs[e - 2]["val_loss"]]
+        if got in later:
+            raise Wrong(f"the validation loss rises at epoch {got:g}, but it rose earlier already; look for the first "
+                        "epoch whose validation loss is above the one before.")
+        if got == best["epoch"]:
+            raise Wrong(f"epoch {got:g} is the best checkpoint, not where over-fitting starts: compare each epoch's "
+                        "validation loss with the epoch before.")
+        raise Wrong(f"at epoch {got:g} the validation loss does not rise above the epoch before while the training "
+                    "loss falls.")
+    return (f"best.pth is epoch {best['epoch']} (val acc {best['val_acc']:.3f}), chosen by the same rule as "
+            f"History.best(); the validation loss already rose at epoch {start}. Accuracy can still tie or climb "
+            "while the loss worsens: the model grows over-confident on the images it gets wrong.")
 
 
 # ============================================================================ lesson 03 · the CLIP head
@@ -656,8 +785,6 @@ def _check_n_trained(n_trained: Any) -> str:
 def _check_image_key(image_key: Any) -> str:
     from PIL import Image
 
-    from .features import file_digest
-
     fn = _function(image_key, "image_key")
     rng = np.random.default_rng(5)
     pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -674,7 +801,6 @@ def _check_image_key(image_key: Any) -> str:
         os.utime(copy, (stamp + 3600, stamp + 3600))
         keys = {name: _run(fn, "image_key", f"the file {path.name}", path)
                 for name, path in (("original", original), ("again", original), ("copy", copy), ("edited", changed))}
-        exact = keys["original"] == file_digest(original)
     try:
         same = {name: key == keys["original"] for name, key in keys.items()}
     except Exception as err:
@@ -688,8 +814,6 @@ def _check_image_key(image_key: Any) -> str:
     if same["edited"]:
         raise Wrong("an edited image with the same size and date got the same key, so the cache would serve it a "
                     "stale embedding. Hash the file's bytes (hashlib.sha256).")
-    if exact:
-        return "it is exactly dl.features.file_digest, the key of the kit's embedding cache."
     return "a content key: copies hit, edits miss. The kit uses the SHA-256 hex digest (dl.features.file_digest)."
 
 
@@ -774,25 +898,36 @@ def _rates_data() -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def _check_rates(tpr: Any, tnr: Any) -> str:
+def _check_rates(rates: Any) -> str:
     from .metrics import rates_at
 
+    fn = _function(rates, "rates")
     y, p = _rates_data()
+    y2, p2 = _scored(11, n=30)
+    for on, yy, pp, t in (("question 1's data at 0.5", y, p, 0.5), ("30 other scores at 0.3", y2, p2, 0.3)):
+        out = _run(fn, "rates", on, yy.copy(), pp.copy(), t)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise Wrong(f"rates should return two numbers, (tpr, tnr); got {_short(out)} (on {on}).")
+        r = rates_at(yy, pp, t)
+        got_tpr, got_tnr = _fraction(out[0], "tpr", r.tpr), _fraction(out[1], "tnr", r.tnr)
+        ok = np.isclose([got_tpr, got_tnr], [r.tpr, r.tnr], atol=1e-9)
+        if ok.all():
+            continue
+        if np.isclose([got_tpr, got_tnr], [r.tnr, r.tpr]).all():
+            raise Wrong("you swapped them: ai is the positive class, so TPR is the share of *ai* images flagged ai.")
+        if np.isclose([got_tpr, got_tnr], [r.fpr, 1 - r.tpr]).all():
+            raise Wrong("you took label 1 as ai; in ImageFolder order ai = 0 and nature = 1 (dl.CLASSES).")
+        strict = rates_at(yy, np.where(pp == t, t - 1e-6, pp), t)
+        if np.isclose([got_tpr, got_tnr], [strict.tpr, strict.tnr]).all():
+            raise Wrong("some images have p(ai) exactly at the threshold; the kit calls them ai (p_ai >= threshold), "
+                        "you used '>'.")
+        if np.isclose([got_tpr, got_tnr], [rates_at(yy, pp, 0.5).tpr, rates_at(yy, pp, 0.5).tnr]).all():
+            raise Wrong(f"on {on} you get the rates at 0.5: use the threshold argument.")
+        if not ok[0]:
+            raise Wrong(f"tpr = {got_tpr:.4f} is not the share of ai images (label 0) with p_ai >= {t} (on {on}).")
+        raise Wrong(f"tnr = {got_tnr:.4f} is not the share of nature images (label 1) with p_ai < {t} (on {on}).")
     r = rates_at(y, p, 0.5)
-    got_tpr, got_tnr = _fraction(tpr, "tpr", r.tpr), _fraction(tnr, "tnr", r.tnr)
-    ok = np.isclose([got_tpr, got_tnr], [r.tpr, r.tnr], atol=1e-9)
-    if ok.all():
-        return f"TPR {_pct(r.tpr)} of fakes caught ({r.tp}/{r.tp + r.fn}), TNR {_pct(r.tnr)} of photos kept."
-    if np.isclose([got_tpr, got_tnr], [r.tnr, r.tpr]).all():
-        raise Wrong("you swapped them: ai is the positive class, so TPR is the share of *ai* images flagged ai.")
-    if np.isclose([got_tpr, got_tnr], [r.fpr, 1 - r.tpr]).all():
-        raise Wrong("you took label 1 as ai; in ImageFolder order ai = 0 and nature = 1 (dl.CLASSES).")
-    strict = rates_at(y, np.where(p == 0.5, 0.49, p), 0.5)
-    if np.isclose([got_tpr, got_tnr], [strict.tpr, strict.tnr]).all():
-        raise Wrong("two images have p(ai) exactly 0.5; the kit calls them ai (p_ai >= 0.5), you used '>'.")
-    if not ok[0]:
-        raise Wrong(f"tpr = {got_tpr:.4f} is not the share of ai images (label 0) with p_ai >= 0.5.")
-    raise Wrong(f"tnr = {got_tnr:.4f} is not the share of nature images (label 1) with p_ai < 0.5.")
+    return f"at 0.5: TPR {_pct(r.tpr)} of fakes caught ({r.tp}/{r.tp + r.fn}), TNR {_pct(r.tnr)} of photos kept."
 
 
 def _threshold_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -809,35 +944,44 @@ def _youden(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
     return r.tpr - r.fpr
 
 
-def _check_threshold(threshold: Any, test_tpr: Any, test_tnr: Any) -> str:
+def _check_threshold(youden_threshold: Any, test_tpr: Any, test_tnr: Any) -> str:
     from .metrics import choose_threshold, rates_at
 
+    fn = _function(youden_threshold, "youden_threshold")
     y_val, p_val, y_test, p_test = _threshold_data()
-    t = _number(threshold, "threshold")
-    best = choose_threshold(y_val, p_val, rule="youden")
-    j_best, j_got = best.val_rates.tpr - best.val_rates.fpr, _youden(y_val, p_val, t)
-    if j_got < j_best - 1e-9:
-        on_test = choose_threshold(y_test, p_test, rule="youden").threshold
-        if np.isclose(_youden(y_test, p_test, t), _youden(y_test, p_test, on_test)):
-            raise Wrong("your threshold is the best one for the *test* set: that's the leak of lesson 04, section 5. "
-                        "Choose it on y_val, p_val only.")
+    y_other, p_other = _scored(22, n=50, shift=0.15)
+    for on, y, p in (("y_test, p_test", y_test, p_test), ("50 other scores", y_other, p_other),
+                     ("y_val, p_val", y_val, p_val)):
+        t = _number(_run(fn, "youden_threshold", on, y.copy(), p.copy()), "youden_threshold(...)")
+        best = choose_threshold(y, p, rule="youden")
+        j_best, j_got = best.val_rates.tpr - best.val_rates.fpr, _youden(y, p, t)
+        if j_got >= j_best - 1e-9:
+            continue
         if t == 0.5:
-            raise Wrong(f"0.5 is the default; on validation Youden's rule does better (TPR - FPR {j_best:.3f} "
-                        f"against {j_got:.3f}): dl.metrics.choose_threshold(y_val, p_val, rule='youden').")
-        raise Wrong(f"on validation your threshold {t:.3f} gives TPR - FPR = {j_got:.3f}; the best threshold gives "
+            raise Wrong(f"on {on} you return 0.5, the default; Youden's rule does better there (TPR - FPR "
+                        f"{j_best:.3f} against {j_got:.3f}). Try every observed score as a threshold.")
+        if np.isclose(_youden(y, 1 - p, t), j_best):
+            raise Wrong(f"on {on} your threshold is the best one for p(real): flag p_ai >= t, with ai (label 0) "
+                        "as the positive class.")
+        raise Wrong(f"on {on} your threshold {t:.3f} gives TPR - FPR = {j_got:.3f}; the best threshold gives "
                     f"{j_best:.3f}.")
+    t = float(fn(y_val.copy(), p_val.copy()))
     r = rates_at(y_test, p_test, t)
     got_tpr, got_tnr = _fraction(test_tpr, "test_tpr", r.tpr), _fraction(test_tnr, "test_tnr", r.tnr)
+    v = rates_at(y_val, p_val, t)
     if np.isclose([got_tpr, got_tnr], [r.tpr, r.tnr]).all():
-        v = rates_at(y_val, p_val, t)
         return (f"threshold {t:.3f}: validation TPR {_pct(v.tpr)} / TNR {_pct(v.tnr)}, test TPR {_pct(r.tpr)} / "
                 f"TNR {_pct(r.tnr)}. The test numbers are the ones to report: nothing about them was tuned.")
-    v = rates_at(y_val, p_val, t)
+    on_test = rates_at(y_test, p_test, float(fn(y_test.copy(), p_test.copy())))
+    if np.isclose([got_tpr, got_tnr], [on_test.tpr, on_test.tnr]).all():
+        raise Wrong("those are the test rates at the threshold that is best *for the test set*: that's the leak of "
+                    "lesson 04. Choose the threshold on y_val, p_val, then measure it on test.")
     if np.isclose([got_tpr, got_tnr], [v.tpr, v.tnr]).all():
         raise Wrong("those are the *validation* rates at your threshold; measure it on y_test, p_test.")
     if np.isclose([got_tpr, got_tnr], [r.tnr, r.tpr]).all():
         raise Wrong("you swapped TPR and TNR: TPR is the share of ai (label 0) flagged.")
-    raise Wrong(f"your TPR {got_tpr:.4f} and TNR {got_tnr:.4f} are not those of the test set at threshold {t:.3f}.")
+    raise Wrong(f"your TPR {got_tpr:.4f} and TNR {got_tnr:.4f} are not those of the test set at the threshold "
+                f"your function chooses on validation ({t:.3f}).")
 
 
 def _auc_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -885,20 +1029,25 @@ def _cross_data() -> CrossGenerator:
                           np.array([0.04, 0.38, 0.09, 0.12]), encoder="(made-up numbers for the exercise)")
 
 
-def _check_cross(off_diagonal_auc: Any, most_general: Any) -> str:
+def _check_cross(off_diagonal_mean: Any, most_general: Any) -> str:
     cross = _cross_data()
     names, auc = cross.train_generators, cross.auc
     off = ~np.eye(len(names), dtype=bool)
+    fn = _function(off_diagonal_mean, "off_diagonal_mean")
+    other = np.random.default_rng(12).uniform(0.4, 1.0, (3, 3))
+    for on, matrix in (("question 4's 4 x 4 matrix", auc), ("another 3 x 3 matrix", other)):
+        got = _number(_run(fn, "off_diagonal_mean", on, matrix.copy()), "off_diagonal_mean(...)")
+        expected = float(matrix[~np.eye(len(matrix), dtype=bool)].mean())
+        if np.isclose(got, expected, atol=1e-6):
+            continue
+        if np.isclose(got, matrix.mean()):
+            raise Wrong(f"on {on} you return the mean of the whole matrix; leave out the diagonal (each head tested "
+                        "on its own generator).")
+        if np.isclose(got, np.diag(matrix).mean()):
+            raise Wrong(f"on {on} you return the diagonal's mean, the in-distribution number; the question asks for "
+                        "the pairs whose test generator differs from the training one.")
+        raise Wrong(f"on {on} your mean is {got:.4f}; the mean over the off-diagonal pairs is {expected:.4f}.")
     expected = cross.off_diagonal("auc")
-    got = _number(off_diagonal_auc, "off_diagonal_auc")
-    if not np.isclose(got, expected, atol=1e-6):
-        if np.isclose(got, auc.mean()):
-            raise Wrong(f"{got:.4f} is the mean of the whole matrix; leave out the diagonal (each head tested on its "
-                        "own generator).")
-        if np.isclose(got, np.diag(auc).mean()):
-            raise Wrong(f"{got:.4f} is the diagonal's mean, the in-distribution number; the question asks for the "
-                        "pairs whose test generator differs from the training one.")
-        raise Wrong(f"off_diagonal_auc = {got:.4f}; the mean over the {off.sum()} off-diagonal pairs is different.")
     general = _given(most_general, "most_general")
     if not isinstance(general, str):
         raise Wrong(f"give the generator's name (one of {names}), not {general!r}.")
@@ -940,12 +1089,18 @@ def _cam_pass() -> CamResult:
     return grad_cam(net, net[2], inputs, lambda scores: scores[:, 0])
 
 
-def _cam_data() -> CamResult:
-    from dataclasses import replace
+@dataclass(frozen=True)
+class CamInputs:
+    """What questions 1 and 2 start from: a layer's activations A and the gradients dY/dA, and nothing computed
+    from them (the weights and the map are the questions)."""
 
+    activations: torch.Tensor
+    gradients: torch.Tensor
+
+
+def _cam_data() -> CamInputs:
     steps = _cam_pass()
-    return replace(steps, **{k: getattr(steps, k).clone() for k in ("cam", "raw", "activations", "gradients",
-                                                                     "weights", "outputs", "score")})
+    return CamInputs(steps.activations.clone(), steps.gradients.clone())
 
 
 def _check_weights(weights: Any) -> str:
@@ -1050,14 +1205,117 @@ def _check_hottest(hottest: Any) -> str:
     return "these are the pixels the deletion check hides; it compares that drop with random regions of equal size."
 
 
+# ======================================================================== predictions on the lessons' runs
+
+
+def _prediction(choices: dict[str, str], measure: Callable[[], Measured]) -> Callable[[Any], str]:
+    """The checker of a prediction question: the learner's choice against what the lesson's run measured."""
+
+    def check(prediction: Any) -> str:
+        prediction = _given(prediction, "prediction")
+        if not isinstance(prediction, str) or prediction not in choices:
+            raise Wrong(f"`prediction` should be one of {', '.join(map(repr, choices))}, not {_short(prediction)}.")
+        try:
+            measured = measure()
+        except LessonNotRun as err:
+            raise NotAttempted(f"this question reads the lesson's own run, which is not there yet: {err}") from None
+        if prediction == measured.choice:
+            return f"you predicted {prediction!r} and the run agrees: {measured.evidence}."
+        raise Wrong(f"you predicted {prediction!r} ({choices[prediction]}), but the run says {measured.choice!r} "
+                    f"({choices[measured.choice]}): {measured.evidence}. Before moving on, write down what you "
+                    "had not taken into account.")
+
+    check.choices = choices  # what the notebook and the tests offer
+    return check
+
+
+def _needs(path: Path, lesson: str) -> Path:
+    if not path.exists():
+        raise LessonNotRun(f"{path} is missing; run lesson {lesson} first (in this profile), then this check again.")
+    return path
+
+
+def _measure_blockiness() -> Measured:
+    """Lesson 01: blockiness of AE's validation fakes against its photos, from ``dl.audit.audit_dataset``."""
+    from .audit import audit_dataset
+    from .config import get_paths
+
+    folder = _needs(get_paths().raw / "AE", "01_build_dataset (it builds the demo dataset)")
+    rows = [r for r in audit_dataset(folder).rows if r["split"] == "val"]
+    mean = {cls: float(np.mean([r["blockiness"] for r in rows if r["class"] == cls])) for cls in ("ai", "nature")}
+    gap = mean["ai"] - mean["nature"]
+    choice = "same" if abs(gap) <= 0.05 else "ai" if gap > 0 else "nature"
+    return Measured(choice, f"AE's validation fakes have blockiness {mean['ai']:.3f}, its photos "
+                            f"{mean['nature']:.3f} (a gap of {gap:+.3f}; within ±0.05 counts as the same)")
+
+
+def _measure_fit() -> Measured:
+    """Lesson 02: under-, over- or good fit of the ConvNeXt the lesson trained, from its checkpoint's history."""
+    from .config import get_paths
+    from .models import load_checkpoint
+    from .train import History, fit_kind, fit_verdict
+
+    ckpt = load_checkpoint(_needs(get_paths().models / "best.pth", "02_train_convnext"))
+    history = History(list(ckpt["history"]))
+    return Measured(fit_kind(history), fit_verdict(history))
+
+
+def _measure_random_encoder() -> Measured:
+    """Lesson 03: validation AUC lost when the head's encoder has random weights, from the comparison's runs."""
+    from .clip_head import random_counterpart
+    from .config import get_profile
+    from .models import load_checkpoint
+    from .train_clip_head import comparison_folder
+
+    profile = get_profile()
+    specs = (profile.encoder, random_counterpart(profile.encoder))
+    auc = [load_checkpoint(_needs(comparison_folder(spec) / "clip_head.pth", "03_train_clip_head"))["metrics"]["auc"]
+           for spec in specs]
+    lost = auc[0] - auc[1]
+    choice = "little" if lost < 0.05 else "some" if lost < 0.2 else "most"
+    same = " (in this profile the encoder is itself random, so both runs are the same)" if specs[0] == specs[1] else ""
+    return Measured(choice, f"validation AUC {auc[0]:.3f} with {specs[0]}, {auc[1]:.3f} with random weights: "
+                            f"{lost:+.3f} lost{same}")
+
+
+def _measure_wild() -> Measured:
+    """Lesson 04: the from-scratch ConvNeXt's WILD AUC, in bands two standard errors wide around 0.5."""
+    from .config import get_paths
+    from .evaluate import auc_band, describe_auc, score_wild
+    from .models import load_detector
+
+    paths = get_paths()
+    detector = load_detector(_needs(paths.models / "best.pth", "02_train_convnext"))
+    summary = score_wild(detector, _needs(paths.wild / "manifest.csv", "04_evaluate").parent).summary()
+    return Measured(auc_band(summary["auc"], summary["n_ai"], summary["n_real"]),
+                    "the ConvNeXt on WILD: " + describe_auc(summary["auc"], summary["n_ai"], summary["n_real"]))
+
+
+def _measure_deletion() -> Measured:
+    """Lesson 05: the deletion check of the ConvNeXt's heatmaps on the lesson's own six images."""
+    from .config import get_paths
+    from .data import load_image
+    from .explain import deletion_checks, deletion_faithful, deletion_verdict, sample_images
+    from .models import load_detector
+
+    paths = get_paths()
+    detector = load_detector(_needs(paths.models / "best.pth", "02_train_convnext"))
+    samples = sample_images(_needs(paths.raw, "01_build_dataset"), "val", per_class=3)
+    files = samples["ai"] + samples["nature"]
+    checks = deletion_checks(detector, [load_image(f) for f in files], [str(f) for f in files], k=0.1, fill="mean")
+    return Measured("faithful" if deletion_faithful(checks) else "decoration", deletion_verdict(checks))
+
+
 # ================================================================================================ lessons
 
 
 lesson01 = Lesson("01_build_dataset", "Build the dataset", [
     Question(
         "q1", "Find the leak", ("leaked",), _check_leak,
-        hint_text="A patch file is named <photo>_<index>.png. Build the set of photos seen in train, the set seen "
-                  "in val, and intersect them (&). Careful: some photo names contain underscores.",
+        hints=("A photo leaks when it has patches on both sides. Collect the photos behind the train files, the "
+               "photos behind the val files, and compare the two collections.",
+               "A patch file is named <photo>_<index>.png: name.rsplit('_', 1)[0] is its photo (some photo names "
+               "contain underscores themselves). Build one set per split and intersect them with &."),
         setup=_code("""
             patches = ex.q1.data()  # {"train": [...], "val": [...]}: patch files, split patch by patch at random
             print(len(patches["train"]), "train files, e.g.", patches["train"][:3])
@@ -1074,8 +1332,9 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
     ),
     Question(
         "q2", "Split by photo", ("split_by_photo",), _check_split_by_photo,
-        hint_text="Loop over the files; the photo is the name cut at its last underscore; append the file to "
-                  "out['val'] when its photo is in val_photos, else to out['train'].",
+        hints=("Decide per photo, not per file: every file follows its photo to the side the photo belongs to.",
+               "Loop over the files; the photo is the name cut at its last underscore; append the file to "
+               "out['val'] when its photo is in val_photos, else to out['train']."),
         setup=_code("""
             files = ex.q2.data()  # the files of question 1, in one list
             val_photos = {photo for photo, split in dl.synth.PHOTO_SPLIT.items() if split == "val"}
@@ -1099,9 +1358,11 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
     ),
     Question(
         "q3", "Will the audit warn?", ("formats_warn",), _check_formats_warn,
-        hint_text="Turn each dict of counts into shares (count / total of that class). For every format seen in "
-                  "either class, compare the two shares (a missing format has share 0). Warn when any gap is "
-                  "greater than dl.audit.SHARE_GAP.",
+        hints=("Two classes of different sizes can still look alike: compare what *share* of each class a format "
+               "takes, not how many files it has, and warn only above a gap.",
+               "Turn each dict of counts into shares (count / total of that class). For every format seen in either "
+               "class, compare the two shares (a missing format has share 0). Warn when any gap is greater than "
+               "dl.audit.SHARE_GAP."),
         setup='print("the audit warns when a format\'s share differs by more than", dl.audit.SHARE_GAP)',
         todo=_code('''
             def formats_warn(ai_formats, nature_formats):
@@ -1117,12 +1378,15 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
                     for f in set(ai_formats) | set(nature_formats)
                 )
         '''),
+        forbidden=("detectlib.audit.audit_dataset",),
     ),
     Question(
         "q4", "Measure the JPEG grid", ("block_ratio",), _check_block_ratio,
-        hint_text="np.abs(np.diff(grey, axis=1)) holds the horizontal steps; column c is the step from pixel c to "
-                  "c + 1, so the block-boundary columns are those with c % 8 == 7. Do the same with axis=0 for the "
-                  "vertical steps (transpose them), then average the two ratios.",
+        hints=("JPEG codes 8 x 8 blocks separately, so the step between two neighbouring pixels is larger where a "
+               "block ends than inside a block. Compare the two kinds of step, across columns and across rows.",
+               "np.abs(np.diff(grey, axis=1)) holds the horizontal steps; column c is the step from pixel c to c + 1, "
+               "so the block-boundary columns are those with c % 8 == 7. Do the same with axis=0 for the vertical "
+               "steps (transpose them), then average the two ratios."),
         setup=_code("""
             images = ex.q4.data()  # grey images as 2-D float arrays
             for name, grey in images.items():
@@ -1149,14 +1413,33 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
                 return float(np.mean(ratios))
         '''),
         data_fn=_grey_images,
+        forbidden=("detectlib.audit.blockiness",),
+    ),
+    Question(
+        "q5", "Predict, then read the audit", ("prediction",),
+        _prediction({"ai": "AE's fakes show more of an 8 x 8 grid", "same": "no difference worth the name",
+                     "nature": "the photos show more of a grid"}, _measure_blockiness),
+        hints=("Where could a grid come from in each class? The photos were JPEGs once; the AE fakes never were, "
+               "but ask how an autoencoder builds an image.",
+               "The lesson printed the photos' blockiness as shipped and after downscaling, then the audit's "
+               "blockiness column per generator and class; the AE rows are the ones to read."),
+        todo='prediction = ...  # TODO: "ai", "same" or "nature", written down before you run the check',
+        solution_code=_code("""
+            # The photos' JPEG grid is erased by the downscale before the patches are cut, while the AE decoder
+            # upsamples from a coarse grid of its own, so its fakes can show a block pattern without any JPEG.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+        measure=_measure_blockiness,
     ),
 ])
 
 lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
     Question(
         "q1", "Swap the head", ("model",), _check_swap_head,
-        hint_text="model.head.fc is a torch.nn.Linear(in_features, 1000). Assign a new "
-                  "torch.nn.Linear(model.head.fc.in_features, len(dl.CLASSES)) to model.head.fc.",
+        hints=("Keep everything the network has learnt and replace only the very last layer, the one that maps "
+               "features to ImageNet's classes, by one that maps them to ours.",
+               "model.head.fc is a torch.nn.Linear(in_features, 1000). Assign a new "
+               "torch.nn.Linear(model.head.fc.in_features, len(dl.CLASSES)) to model.head.fc."),
         setup=_code("""
             model = ex.q1.data()  # the profile's ConvNeXt with ImageNet's 1000-class head (random weights)
             print(model.head)
@@ -1175,9 +1458,11 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
     ),
     Question(
         "q2", "The validation transform", ("val_transform",), _check_val_transform,
-        hint_text="transforms.Compose([...]) chains three steps: transforms.Resize((IMG_SIZE, IMG_SIZE)) (a tuple: "
-                  "both sides), transforms.ToTensor() (floats in [0, 1], channels first), and "
-                  "transforms.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD). No flip: that is for training.",
+        hints=("Three steps, always the same for one image: give it the network's size, turn it into numbers, and "
+               "scale those numbers the way the pretrained network saw them. Nothing random.",
+               "transforms.Compose([...]) chains transforms.Resize((IMG_SIZE, IMG_SIZE)) (a tuple: both sides), "
+               "transforms.ToTensor() (floats in [0, 1], channels first) and "
+               "transforms.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD)."),
         setup=f"IMG_SIZE = {_TRANSFORM_SIZE}  # the reference uses 224",
         todo=_code("""
             from torchvision import transforms
@@ -1193,11 +1478,14 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
                 transforms.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD),
             ])
         """),
+        forbidden=("detectlib.data.build_transforms", "detectlib.data.ImageTransform.__call__"),
     ),
     Question(
         "q3", "Freeze the backbone", ("model", "n_trainable"), _check_freeze,
-        hint_text="Loop over model.named_parameters() and set p.requires_grad = name.startswith('head.fc.'). Then "
-                  "add up p.numel() over the parameters whose requires_grad is True.",
+        hints=("The optimiser only changes parameters that ask for a gradient; switch that off everywhere but in "
+               "the new layer, then count numbers, not tensors.",
+               "Loop over model.named_parameters() and set p.requires_grad = name.startswith('head.fc.'). Then add "
+               "up p.numel() over the parameters whose requires_grad is True."),
         setup=_code("""
             model = ex.q3.data()  # a fresh 2-class ConvNeXt
             print(f"{sum(p.numel() for p in model.parameters()):,} numbers in all")
@@ -1214,26 +1502,61 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
         data_fn=lambda: _imagenet_convnext(num_classes=2),
     ),
     Question(
-        "q4", "Which epoch becomes best.pth?", ("best_epoch",), _check_best_epoch,
-        hint_text="best.pth keeps the epoch with the highest validation accuracy; when two epochs tie, the one with "
-                  "the lower validation loss. The training loss plays no part.",
+        "q4", "Which epoch becomes best.pth, and when does over-fitting start?", ("pick_best", "overfit_from"),
+        _check_best_epoch,
+        hints=("best.pth is chosen by one number measured on images the model does not train on; a second number "
+               "breaks ties. Over-fitting shows first in the validation *loss*, while the training loss still falls.",
+               "pick_best: max over the rows with the key (row['val_acc'], -row['val_loss']), return its 'epoch'. "
+               "overfit_from: walk the rows in pairs and stop at the first whose val_loss is above the previous one."),
         setup=_code("""
             history = ex.q4.data()  # what dl.train.fit returned after 8 epochs
             for row in history.epochs:
                 print(f"epoch {row['epoch']}: train loss {row['train_loss']:.2f}   val loss {row['val_loss']:.2f}   "
                       f"val acc {row['val_acc']:.3f}")
         """),
-        todo="best_epoch = ...  # TODO: the epoch whose weights dl.train.fit saves as best.pth",
-        solution_code='best_epoch = max(history.epochs, key=lambda row: (row["val_acc"], -row["val_loss"]))["epoch"]',
+        todo=_code('''
+            def pick_best(epochs):
+                """The epoch number dl.train.fit saves as best.pth, from a list of rows like history.epochs."""
+                ...  # TODO
+
+            overfit_from = ...  # TODO: the first epoch whose val loss rises above the epoch before (train loss falling)
+        '''),
+        solution_code=_code('''
+            def pick_best(epochs):
+                """The epoch number dl.train.fit saves as best.pth, from a list of rows like history.epochs."""
+                return max(epochs, key=lambda row: (row["val_acc"], -row["val_loss"]))["epoch"]
+
+            rows = history.epochs
+            overfit_from = next(b["epoch"] for a, b in zip(rows, rows[1:]) if b["val_loss"] > a["val_loss"])
+        '''),
         data_fn=_overfit_history,
+        forbidden=("detectlib.train.History.best",),
+    ),
+    Question(
+        "q5", "Predict, then read the training curves", ("prediction",),
+        _prediction({"under-fits": "it does not even get its training images right",
+                     "over-fits": "training accuracy well above validation",
+                     "fits": "training and validation accuracy both high and close"}, _measure_fit),
+        hints=("Ask what the network starts from (random weights or pretrained?) and how many images it sees. Few "
+               "images and a big network over-fit; a task it cannot yet see under-fits.",
+               "The lesson's loss and accuracy curves (loss_curve.png, val_accuracy_curve.png) show the last "
+               "epoch's training and validation accuracy; dl.train.fit_verdict puts the rule in words."),
+        todo='prediction = ...  # TODO: "under-fits", "over-fits" or "fits", written down before you run the check',
+        solution_code=_code("""
+            # From scratch on a few hundred small images, a ConvNeXt usually cannot yet tell these fakes apart: its
+            # training accuracy stays low, close to validation (under-fitting), rather than memorising the images.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+        measure=_measure_fit,
     ),
 ])
 
 lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
     Question(
         "q1", "How many numbers does the probe train?", ("n_trained",), _check_n_trained,
-        hint_text="Only parameters with requires_grad = True are trained: sum p.numel() over those of detector. "
-                  "(By hand: one weight per embedding dimension plus one bias.)",
+        hints=("The encoder is frozen; only the head learns. Dropout has nothing to learn.",
+               "Sum p.numel() over the parameters of detector with p.requires_grad; by hand, one weight per "
+               "embedding dimension plus one bias."),
         setup=_code("""
             detector = ex.q1.data()  # the reference's head behind a frozen encoder
             print(detector.encoder.description)
@@ -1245,8 +1568,9 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
     ),
     Question(
         "q2", "A cache key from the content", ("image_key",), _check_image_key,
-        hint_text="Open the file in binary mode ('rb'), read its bytes and return "
-                  "hashlib.sha256(data).hexdigest(). Never use the path, the size or the date.",
+        hints=("A key must follow what the encoder sees, the image's content: a renamed copy must hit, an image "
+               "edited in one pixel must miss. Names, sizes and dates do neither reliably.",
+               "Open the file in binary mode ('rb'), read its bytes and return hashlib.sha256(data).hexdigest()."),
         todo=_code('''
             import hashlib
 
@@ -1262,11 +1586,14 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 with open(path, "rb") as f:
                     return hashlib.sha256(f.read()).hexdigest()
         '''),
+        forbidden=("detectlib.features.file_digest",),
     ),
     Question(
         "q3", "p(ai) from the CLIP score", ("p_ai_from_score",), _check_p_ai,
-        hint_text="score = 2·p(real) − 1, and p(ai) = 1 − p(real). Solve for p(ai) with plain arithmetic, which "
-                  "works on numbers and numpy arrays alike.",
+        hints=("The head's score is a probability of *real* stretched to [-1, 1]. Undo the stretch, then take the "
+               "other class.",
+               "score = 2·p(real) − 1 and p(ai) = 1 − p(real); solve for p(ai) with plain arithmetic, which works "
+               "on numbers and numpy arrays alike."),
         setup=_code("""
             scores = ex.q3.data()  # CLIP-head scores in [-1, 1]: > 0 real, <= 0 AI
             print(scores.round(2))
@@ -1282,10 +1609,13 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 return (1 - score) / 2
         '''),
         data_fn=_clip_scores,
+        forbidden=("detectlib.models.Detector.p_ai",),
     ),
     Question(
         "q4", "The reference's decision", ("label_from_score",), _check_label,
-        hint_text="A score > 0 is a real photo ('nature'); anything else, 0 included, is 'ai'.",
+        hints=("One comparison with 0 decides; the only question is which side 0 itself falls on.",
+               "A score > 0 is a real photo ('nature'); anything else, 0 included, is 'ai' (the folder names, "
+               "dl.CLASSES)."),
         setup="print(dl.CLASSES)",
         todo=_code('''
             def label_from_score(score):
@@ -1297,55 +1627,101 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 """The reference's decision for one score: "ai" or "nature" (the class folder names)."""
                 return "nature" if score > 0 else "ai"
         '''),
+        forbidden=("detectlib.labels.predicted_class",),
+    ),
+    Question(
+        "q5", "Predict, then read the encoder comparison", ("prediction",),
+        _prediction({"little": "random weights lose less than 0.05 of validation AUC",
+                     "some": "they lose 0.05 to 0.2", "most": "they lose more than 0.2"}, _measure_random_encoder),
+        hints=("A head of d + 1 numbers can only find a direction in which the embeddings already separate. Would "
+               "random features of a big network separate these fakes anyway?",
+               "Lesson 03's comparison table trains the same head behind the profile's encoder and behind the same "
+               "architecture with random weights; compare their AUC-ROC."),
+        todo='prediction = ...  # TODO: "little", "some" or "most", written down before you run the check',
+        solution_code=_code("""
+            # Random projections keep some low-level statistics (colour, noise), so a head behind random weights
+            # often beats chance on easy fakes; how much pretraining adds is what the run measures.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+        measure=_measure_random_encoder,
     ),
 ])
 
 lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
     Question(
-        "q1", "TPR and TNR by hand", ("tpr", "tnr"), _check_rates,
-        hint_text="ai is label 0 and the positive class. flagged = p_ai >= 0.5. TPR = flagged ai / all ai; "
-                  "TNR = unflagged nature / all nature. numpy: (flagged & (y_true == 0)).sum() ...",
+        "q1", "TPR and TNR by hand", ("rates",), _check_rates,
+        hints=("ai is the positive class: TPR asks how many of the fakes were caught, TNR how many photos were left "
+               "alone. An image exactly at the threshold is called ai.",
+               "flagged = p_ai >= threshold; is_ai = y_true == 0. TPR = (flagged & is_ai).sum() / is_ai.sum(), and "
+               "TNR the same with ~flagged and ~is_ai."),
         setup=_code("""
             y_true, p_ai = ex.q1.data()  # labels (ai = 0, nature = 1) and each image's p(ai)
             print(y_true[:6], p_ai[:6].round(3))
         """),
-        todo=_code("""
-            tpr = ...  # TODO: true-positive rate at threshold 0.5 (ai is the positive class)
-            tnr = ...  # TODO: true-negative rate at threshold 0.5
-        """),
-        solution_code=_code("""
-            flagged = p_ai >= 0.5  # called ai
-            is_ai = y_true == 0    # ai is class 0 (dl.CLASSES)
-            tpr = (flagged & is_ai).sum() / is_ai.sum()
-            tnr = (~flagged & ~is_ai).sum() / (~is_ai).sum()
-        """),
+        todo=_code('''
+            import numpy as np
+
+            def rates(y_true, p_ai, threshold):
+                """(TPR, TNR) at threshold, ai (label 0) being the positive class; numpy arrays in."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            import numpy as np
+
+            def rates(y_true, p_ai, threshold):
+                """(TPR, TNR) at threshold, ai (label 0) being the positive class; numpy arrays in."""
+                flagged = p_ai >= threshold  # called ai
+                is_ai = y_true == 0          # ai is class 0 (dl.CLASSES)
+                return (flagged & is_ai).sum() / is_ai.sum(), (~flagged & ~is_ai).sum() / (~is_ai).sum()
+        '''),
         data_fn=_rates_data,
+        forbidden=("detectlib.metrics.rates_at", "detectlib.metrics.confusion_matrix"),
     ),
     Question(
-        "q2", "A threshold from validation", ("threshold", "test_tpr", "test_tnr"), _check_threshold,
-        hint_text="dl.metrics.choose_threshold(y_val, p_val, rule='youden') returns a choice; its .threshold is "
-                  "fixed from then on, and choice.rates(y_test, p_test) measures it on test (.tpr, .tnr).",
+        "q2", "A threshold from validation", ("youden_threshold", "test_tpr", "test_tnr"), _check_threshold,
+        hints=("Try every score seen on validation as a threshold and keep the one with the largest TPR − FPR. Then "
+               "freeze it: the test set only measures.",
+               "For t in np.unique(p): flagged = p >= t; compute TPR − FPR; keep the best t. Then test_tpr, test_tnr "
+               "= rates(y_test, p_test, youden_threshold(y_val, p_val)) with your function of question 1."),
         setup=_code("""
             y_val, p_val, y_test, p_test = ex.q2.data()
             print(len(y_val), "validation and", len(y_test), "test images")
         """),
-        todo=_code("""
-            threshold = ...  # TODO: chosen on validation with Youden's rule (largest TPR - FPR)
-            test_tpr = ...   # TODO: TPR on the test set at that threshold
-            test_tnr = ...   # TODO: TNR on the test set at that threshold
-        """),
-        solution_code=_code("""
-            choice = dl.metrics.choose_threshold(y_val, p_val, rule="youden")
-            threshold = choice.threshold
-            rates = choice.rates(y_test, p_test)
-            test_tpr, test_tnr = rates.tpr, rates.tnr
-        """),
+        todo=_code('''
+            import numpy as np
+
+            def youden_threshold(y_true, p_ai):
+                """The threshold with the largest TPR - FPR on these labels and scores (ai = 0 positive)."""
+                ...  # TODO
+
+            test_tpr = ...  # TODO: TPR on the test set at the threshold chosen on validation
+            test_tnr = ...  # TODO: TNR on the test set at that threshold
+        '''),
+        solution_code=_code('''
+            import numpy as np
+
+            def youden_threshold(y_true, p_ai):
+                """The threshold with the largest TPR - FPR on these labels and scores (ai = 0 positive)."""
+                is_ai = y_true == 0
+                def j(t):
+                    flagged = p_ai >= t
+                    return (flagged & is_ai).sum() / is_ai.sum() - (flagged & ~is_ai).sum() / (~is_ai).sum()
+                return max(np.unique(p_ai), key=j)
+
+            threshold = youden_threshold(y_val, p_val)
+            flagged, is_ai = p_test >= threshold, y_test == 0
+            test_tpr = (flagged & is_ai).sum() / is_ai.sum()
+            test_tnr = (~flagged & ~is_ai).sum() / (~is_ai).sum()
+        '''),
         data_fn=_threshold_data,
+        forbidden=("detectlib.metrics.choose_threshold",),
     ),
     Question(
         "q3", "What AUC means", ("auc_by_pairs",), _check_auc,
-        hint_text="fakes = p_ai[y_true == 0], reals = p_ai[y_true == 1]. fakes[:, None] > reals[None, :] compares "
-                  "every pair at once; take its mean, and add half the mean of the ties (==).",
+        hints=("Forget thresholds: pair every fake with every photo and ask, in how many pairs does the fake get the "
+               "higher p(ai)? A tie is worth half a pair.",
+               "fakes = p_ai[y_true == 0], reals = p_ai[y_true == 1]; fakes[:, None] > reals[None, :] compares every "
+               "pair at once; take its mean, and add half the mean of the ties (==)."),
         setup=_code("""
             y_true, p_ai = ex.q1.data()
             print("dl.metrics.roc_auc:", dl.metrics.roc_auc(y_true, p_ai))
@@ -1366,39 +1742,69 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 fakes, reals = p_ai[y_true == 0][:, None], p_ai[y_true == 1][None, :]
                 return (fakes > reals).mean() + (fakes == reals).mean() / 2
         '''),
+        forbidden=("detectlib.metrics.roc_auc", "sklearn.metrics.roc_auc_score"),
     ),
     Question(
-        "q4", "Read a cross-generator matrix", ("off_diagonal_auc", "most_general"), _check_cross,
-        hint_text="np.eye(n, dtype=bool) marks the diagonal; ~ of it the pairs with different generators. "
-                  "cross.auc[mask].mean() averages them. For each row i, average cross.auc[i] without column i; "
-                  "the best row's name is cross.train_generators[i].",
+        "q4", "Read a cross-generator matrix", ("off_diagonal_mean", "most_general"), _check_cross,
+        hints=("The diagonal is each head on its own generator, the number everyone reports; the rest is the "
+               "question that matters: a generator the head never saw. Read rows for training generators.",
+               "np.eye(n, dtype=bool) marks the diagonal; auc[~mask].mean() averages the rest. For each row i, "
+               "average cross.auc[i] without column i; the best row's name is cross.train_generators[i]."),
         setup=_code("""
             cross = ex.q4.data()  # cross.auc[i, j]: head trained on generator i, tested on generator j
             print(dl.evaluate.format_table(cross.rows("auc")))
         """),
-        todo=_code("""
-            off_diagonal_auc = ...  # TODO: mean AUC over the (train, test) pairs with different generators
-            most_general = ...      # TODO: name of the training generator whose head does best on the *other* ones
-        """),
-        solution_code=_code("""
+        todo=_code('''
             import numpy as np
 
+            def off_diagonal_mean(auc):
+                """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
+                ...  # TODO
+
+            most_general = ...  # TODO: name of the training generator whose head does best on the *other* ones
+        '''),
+        solution_code=_code('''
+            import numpy as np
+
+            def off_diagonal_mean(auc):
+                """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
+                return auc[~np.eye(len(auc), dtype=bool)].mean()
+
             others = ~np.eye(len(cross.train_generators), dtype=bool)  # True off the diagonal
-            off_diagonal_auc = cross.auc[others].mean()
             row_means = [cross.auc[i][others[i]].mean() for i in range(len(cross.train_generators))]
             most_general = cross.train_generators[int(np.argmax(row_means))]
-        """),
+        '''),
         data_fn=_cross_data,
+        forbidden=("detectlib.evaluate.CrossGenerator.off_diagonal",),
+    ),
+    Question(
+        "q5", "Predict, then read WILD", ("prediction",),
+        _prediction({"above": "the ConvNeXt ranks WILD's fakes above its photos, beyond noise",
+                     "chance": "within two standard errors of AUC 0.5",
+                     "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild),
+        hints=("The ConvNeXt only ever met the kit's three small generators, at the kit's own size. WILD's fakes "
+               "come from dozens of text-to-image models, its photos from other cameras.",
+               "Lesson 04's WILD table prints each detector's AUC with ± two standard errors (dl.evaluate."
+               "describe_auc); the ConvNeXt's row is the one to read."),
+        todo='prediction = ...  # TODO: "above", "chance" or "below", written down before you run the check',
+        solution_code=_code("""
+            # A detector trained on three small generators learns their fingerprints; text-to-image models leave
+            # others, so expect little transfer. Which side of chance it lands on is what the run measures.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+        measure=_measure_wild,
     ),
 ])
 
 lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
     Question(
         "q1", "Channel weights", ("weights",), _check_weights,
-        hint_text="α_c is the mean of G over the grid: G.mean(dim=(2, 3)) gives shape (batch, channels).",
+        hints=("Grad-CAM gives each channel one number: how much, on average over the grid, the score would rise "
+               "with more of that channel.",
+               "α_c is the mean of G over the grid: G.mean(dim=(2, 3)) gives shape (batch, channels)."),
         setup=_code("""
-            steps = ex.q1.data()  # one dl.explain.grad_cam pass on a tiny network, every step kept
-            A, G = steps.activations, steps.gradients  # activations and dY/dA: (batch, channels, h, w)
+            steps = ex.q1.data()  # a layer's activations A and the gradients dY/dA, from one pass of a tiny network
+            A, G = steps.activations, steps.gradients  # (batch, channels, h, w)
             print("A", tuple(A.shape), "  G", tuple(G.shape))
         """),
         todo="weights = ...  # TODO: one weight per channel, alpha_c: the gradients averaged over the grid",
@@ -1407,8 +1813,10 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
     ),
     Question(
         "q2", "The raw heatmap", ("cam",), _check_cam,
-        hint_text="weights[:, :, None, None] * A weighs every channel; .sum(dim=1) adds the channels up; "
-                  "torch.relu keeps the positive evidence.",
+        hints=("Weigh every channel's map by its weight, add the channels up, and keep only the evidence *for* the "
+               "class.",
+               "weights[:, :, None, None] * A weighs every channel; .sum(dim=1) adds the channels up; torch.relu "
+               "keeps the positive evidence."),
         setup=_code("""
             steps = ex.q2.data()  # the same pass as question 1
             A, G = steps.activations, steps.gradients
@@ -1424,8 +1832,10 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
     ),
     Question(
         "q3", "Normalise each map", ("minmax",), _check_minmax,
-        hint_text="low = maps.amin(dim=(1, 2), keepdim=True); span = maps.amax(...) - low; divide (maps - low) by "
-                  "span, but where span is 0 divide by 1 instead (torch.where), so a flat map gives zeros.",
+        hints=("Each map gets its own lowest value sent to 0 and its own highest to 1; a map with no contrast has "
+               "nothing to stretch.",
+               "low = maps.amin(dim=(1, 2), keepdim=True); span = maps.amax(...) - low; divide (maps - low) by span, "
+               "but where span is 0 divide by 1 instead (torch.where), so a flat map gives zeros."),
         setup=_code("""
             maps = ex.q3.data()  # three 4 x 5 heatmaps; the second is weak, the third is flat
             print(maps.amin(dim=(1, 2)), maps.amax(dim=(1, 2)))
@@ -1447,11 +1857,13 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
                 return (maps - low) / torch.where(span > 0, span, 1.0)
         '''),
         data_fn=_heatmaps,
+        forbidden=("detectlib.explain.normalise",),
     ),
     Question(
         "q4", "What the deletion check hides", ("hottest",), _check_hottest,
-        hint_text="count = round(k * cam.numel()); cam.reshape(-1).topk(count).indices are the hottest pixels; "
-                  "set them True in a flat boolean mask and reshape it to cam.shape.",
+        hints=("Rank the pixels by heat and take the top share k of them: a count, so the rank decides, not a value.",
+               "count = round(k * cam.numel()); cam.reshape(-1).topk(count).indices are the hottest pixels; set them "
+               "True in a flat boolean mask and reshape it to cam.shape."),
         setup=_code("""
             cam = ex.q4.data()  # a 6 x 6 heatmap
             print(cam.round(decimals=2))
@@ -1474,6 +1886,24 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
                 return mask.reshape(cam.shape)
         '''),
         data_fn=lambda: _rand_map(1, 6, 6),
+        forbidden=("detectlib.explain.hottest_mask",),
+    ),
+    Question(
+        "q5", "Predict, then read the deletion check", ("prediction",),
+        _prediction({"faithful": "hiding the hot region lowers the ConvNeXt's confidence more than a random region",
+                     "decoration": "it changes the prediction no more than hiding a random region"},
+                    _measure_deletion),
+        hints=("A heatmap always has a hottest region, whether or not the model relies on it. How good is this "
+               "ConvNeXt at its task to begin with (lesson 02)?",
+               "Lesson 05's deletion table compares, per image, the drop from hiding the hottest 10 % with the drop "
+               "from random regions; dl.explain.deletion_verdict states the rule."),
+        todo='prediction = ...  # TODO: "faithful" or "decoration", written down before you run the check',
+        solution_code=_code("""
+            # A network near chance has little evidence to point at, so its maps tend to be decoration; a strong
+            # detector's maps are more often faithful. The deletion check on this run decides.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+        measure=_measure_deletion,
     ),
 ])
 

@@ -439,15 +439,21 @@ def deletion_checks(detector, images: Sequence[Image.Image], names: Sequence[str
     return results
 
 
+def deletion_faithful(results: Mapping[str, DeletionResult], min_drop: float = 0.05) -> bool:
+    """The deletion check's rule: hiding the hot region lowers the prediction by at least ``min_drop`` somewhere,
+    and more than hiding random regions in at least two images out of three."""
+    beats = sum(r.drop_hot > r.drop_random for r in results.values())
+    largest = max((r.drop_hot for r in results.values()), default=float("nan"))
+    return beats * 3 >= 2 * len(results) and largest >= min_drop
+
+
 def deletion_verdict(results: Mapping[str, DeletionResult], min_drop: float = 0.05) -> str:
-    """The deletion check in words: "faithful" when hiding the hot region lowers the prediction by at least
-    ``min_drop`` and more than hiding random regions, in most images; else "decoration". The counts and the
-    largest drop are printed beside the word, so a reader can disagree with the rule."""
+    """The deletion check in words (``deletion_faithful``): "faithful" or "decoration". The counts and the largest
+    drop are printed beside the word, so a reader can disagree with the rule."""
     n = len(results)
     beats = sum(r.drop_hot > r.drop_random for r in results.values())
     largest = max((r.drop_hot for r in results.values()), default=float("nan"))
-    faithful = beats * 3 >= 2 * n and largest >= min_drop
-    word = ("faithful: the hot regions hold evidence the model uses" if faithful else
+    word = ("faithful: the hot regions hold evidence the model uses" if deletion_faithful(results, min_drop) else
             "decoration, not explanation: hiding the hot regions changes the prediction no more than hiding others")
     return (f"{word} (the hot region beats a random one in {beats} of {n} images; the largest drop of the "
             f"predicted class's probability is {largest:.3f}, the rule asks for {min_drop:.2f})")

@@ -486,22 +486,30 @@ def save_training_curves(history: History, figures_dir: Path | str) -> list[Path
     return written
 
 
-def fit_verdict(history: History, gap: float = 0.1, floor: float = 0.8) -> str:
-    """A run in words, from its numbers. Under-fitting: training accuracy itself below ``floor``. Over-fitting:
-    training accuracy ``gap`` or more above validation while fitting its images. The epoch of the lowest validation
-    loss says whether more epochs were still helping. The thresholds are rules of thumb for a lesson, not a test;
-    the numbers beside the verdict are what to read."""
+def fit_kind(history: History, gap: float = 0.1, floor: float = 0.8) -> str:
+    """"under-fits" (training accuracy itself below ``floor``), "over-fits" (training accuracy ``gap`` or more above
+    validation) or "fits", at the last epoch: the rule ``fit_verdict`` words, as a value a check can compare."""
     last = history.epochs[-1]
-    train_acc, val_acc = last["train_acc"], last["val_acc"]
+    if last["train_acc"] < floor:
+        return "under-fits"
+    return "over-fits" if last["train_acc"] - last["val_acc"] >= gap else "fits"
+
+
+def fit_verdict(history: History, gap: float = 0.1, floor: float = 0.8) -> str:
+    """A run in words, from its numbers (``fit_kind``). The epoch of the lowest validation loss says whether more
+    epochs were still helping. The thresholds are rules of thumb for a lesson, not a test; the numbers beside the
+    verdict are what to read."""
+    last = history.epochs[-1]
     lowest = min(history.epochs, key=lambda row: row["val_loss"])
     rising = lowest is not last
-    numbers = f"training accuracy {train_acc:.2f}, validation {val_acc:.2f} at the last epoch"
-    if train_acc < floor:
+    numbers = f"training accuracy {last['train_acc']:.2f}, validation {last['val_acc']:.2f} at the last epoch"
+    kind = fit_kind(history, gap, floor)
+    if kind == "under-fits":
         verdict = f"under-fitting: it does not even get its own training images right ({numbers})"
         verdict += (f"; validation loss lowest at epoch {lowest['epoch']} of {last['epoch']}, so more epochs alone "
                     "would not help: it needs more to learn from (images, or pretrained features)" if rising else
                     "; validation loss still falling at the last epoch, so it stopped before it was done")
-    elif train_acc - val_acc >= gap:
+    elif kind == "over-fits":
         verdict = f"over-fitting: it learns these images more than the task ({numbers})"
         verdict += (f"; validation loss lowest at epoch {lowest['epoch']} of {last['epoch']} and rising after it"
                     if rising else "; validation loss still lowest at the last epoch")

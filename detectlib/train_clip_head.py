@@ -265,17 +265,23 @@ def compare_encoders(
     """One head per encoder on the same images with the same seed, keyed by encoder spec (duplicates run once):
     e.g. a frozen pretrained encoder vs the same architecture with random weights (notebook 03). Each run's files
     go to ``out_dir/<spec>`` (default ``<models>/../clip_head_compare``)."""
-    import re
-
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    out_dir = Path(out_dir) if out_dir is not None else get_paths(prof).models.parent / "clip_head_compare"
     results: dict[str, ClipHeadResult] = {}
     for spec in specs:
         name = spec if isinstance(spec, str) else spec.spec
         if name not in results:
-            folder = out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+            folder = comparison_folder(name, prof, out_dir)
             results[name] = train_clip_head(data_dir, encoder=spec, out_dir=folder, profile=prof, **kwargs)
     return results
+
+
+def comparison_folder(spec: str, profile: Profile | str | None = None, out_dir: Path | str | None = None) -> Path:
+    """Where ``compare_encoders`` puts the run of one encoder: ``out_dir/<spec made a file name>``."""
+    import re
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else get_paths(prof).models.parent / "clip_head_compare"
+    return out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", spec)
 
 
 def head_epoch_seconds(
