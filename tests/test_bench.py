@@ -4,8 +4,9 @@ import json
 
 from detectlib import bench
 
-KEYS = {"clip_cache_speedup", "pipeline_vs_model_throughput", "data_wait_share", "infer_cli_latency_ratio",
-        "train_images_per_s", "peak_rss_mb"}
+KEYS = {"clip_cache_speedup", "draft_decode_speedup", "photo_pipeline_ratio", "draft_wild_auc_shift",
+        "clip_b16_vs_onnx_int8", "embed_2proc_speedup", "head_epoch_peak_memory_ratio", "data_wait_share",
+        "infer_cli_latency_ratio", "train_images_per_s", "peak_rss_mb"}
 
 
 def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatch, capsys):
@@ -13,12 +14,16 @@ def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatc
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["profile"] == "smoke" and set(report["results"]) == KEYS
-    for key, entry in report["results"].items():
+    results = report["results"]
+    assert report["profile"] == "smoke" and set(results) == KEYS
+    for key, entry in results.items():
         assert {"cpu_count", "torch_threads", "date"} <= set(entry["machine"]), key
-        if key in bench.GOALS:
-            assert isinstance(entry["value"], float) and entry["value"] > 0 and isinstance(entry["met"], bool)
-    assert report["results"]["infer_cli_latency_ratio"]["floor_s"] > 0
-    assert set(report["results"]["train_images_per_s"]["value"]) == {"32", "64"}
+        if key in bench.GOALS and "skipped" not in entry:
+            assert isinstance(entry["value"], float) and entry["value"] >= 0 and isinstance(entry["met"], bool), key
+    assert results["clip_b16_vs_onnx_int8"]["skipped"] and results["clip_b16_vs_onnx_int8"]["bfloat16_img_s"] > 0
+    assert results["infer_cli_latency_ratio"]["floor_s"] > 0
+    assert results["head_epoch_peak_memory_ratio"]["vectors"] == bench.HEAD_EPOCH_VECTORS["smoke"]
+    assert results["embed_2proc_speedup"]["two_work_s"] > 0 and results["draft_decode_speedup"]["photos"] > 0
+    assert set(results["train_images_per_s"]["value"]) == {"32", "64"}
     table = capsys.readouterr().out
-    assert "clip_cache_speedup" in table and f"written {out}" in table
+    assert "clip_cache_speedup" in table and "skipped" in table and f"written {out}" in table

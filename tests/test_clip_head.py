@@ -237,3 +237,30 @@ def test_a_bare_head_is_described_by_its_width():
     for width, arch in ((768, "openai/clip-vit-base-patch16"), (1024, "openai/clip-vit-large-patch14")):
         ckpt = describe_bare_state_dict({"head.1.weight": torch.zeros(1, width), "head.1.bias": torch.zeros(1)})
         assert (ckpt["kind"], ckpt["arch"]) == ("clip_head", arch)
+
+
+def test_bfloat16_precision_stays_close_to_float32_and_has_its_own_cache_key(tree):
+    float32, fast = make_encoder("clip-tiny-random"), make_encoder("clip-tiny-random")
+    fast.precision = "bfloat16"
+    assert float32.precision == "float32"  # the tiny smoke encoder is never switched
+    pixels = float32.preprocess(images(tree))
+    with torch.inference_mode():
+        reference, quick = float32.embed(pixels), fast.embed(pixels)
+    assert quick.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(quick, reference).min() > 0.99
+    assert "precision=bfloat16-autocast" in fast.cache_key and "precision=float32" in float32.cache_key
+    torch.testing.assert_close(fast.embed(pixels), float32.embed(pixels))  # with gradients: float32 always
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        clip_head.ClipVisionEncoder(make_encoder("clip-tiny-random").model, "x", "x", precision="int4")
+
+
+def test_the_cache_key_names_the_decode_mode(encoder):
+    from detectlib.data import full_decode
+
+    assert f"decode=jpeg-draft>={encoder.input_size}" in encoder.cache_key
+    with full_decode():
+        assert "decode=full" in encoder.cache_key
+    assert encoder.decode_side == encoder.input_size

@@ -17,10 +17,14 @@ from detectlib.data import (
     IMAGENET_STD,
     ImageFolderDataset,
     ImageLoadError,
+    ImageTransform,
     LayoutError,
     build_transforms,
     check_layout,
+    decode_mode,
+    decode_side_of,
     discover_generators,
+    full_decode,
     image_datasets,
     is_image_file,
     load_image,
@@ -84,6 +88,34 @@ def test_exif_orientation_is_applied(tmp_path):
     assert im.size == (20, 40)
     top, bottom = np.asarray(im)[5, 10], np.asarray(im)[35, 10]
     assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]  # the left (red) half is now on top
+
+
+def test_a_large_jpeg_is_decoded_reduced_but_never_below_the_target(tmp_path):
+    _two_tone(900, 500).save(tmp_path / "wide.jpg", quality=90)
+    _two_tone(900, 500).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.jpg", 64).size == (225, 125)  # 1/4: at 1/8 the short side (63) < 64
+    for target in (60, 100, 200, 249, 250, 251, 500):
+        short = min(load_image(tmp_path / "wide.jpg", target).size)
+        assert target <= short < 2 * target or short == 500, target  # the largest reduction that keeps target
+    assert load_image(tmp_path / "wide.png", 64).size == (900, 500)  # other formats: whole
+    with full_decode():
+        assert load_image(tmp_path / "wide.jpg", 64).size == (900, 500) and decode_mode(64) == "full"
+    assert decode_mode(64) == "jpeg-draft>=64" and decode_mode(None) == "full"
+
+
+def test_the_reduced_decode_keeps_the_exif_rotation_and_looks_the_same(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _two_tone(800, 400).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    reduced, whole = load_image(tmp_path / "phone.jpg", 100), load_image(tmp_path / "phone.jpg")
+    assert reduced.size == (100, 200) and whole.size == (400, 800)
+    assert np.abs(np.asarray(reduced.resize((50, 100)), int) - np.asarray(whole.resize((50, 100)), int)).mean() < 3
+
+
+def test_consumers_say_the_side_they_need():
+    assert decode_side_of(ImageTransform(64)) == 64
+    assert decode_side_of(ImageTransform(64).prepare) == 64  # a bound method's object speaks for it
+    assert decode_side_of(lambda im: im) is None  # an unknown transform: decoded whole
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):

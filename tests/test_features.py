@@ -91,3 +91,31 @@ def test_unreadable_image_is_skipped_with_a_warning(encoder, split, tmp_path):
 def test_pca_projects_to_two_components(encoder, split, tmp_path):
     points = features.pca_2d(features.embed_folder(encoder, split, tmp_path / "cache").embeddings)
     assert points.shape == (8, 2) and np.isfinite(points).all()
+
+
+def test_a_damaged_shard_is_warned_about_and_rebuilt(encoder, split, tmp_path):
+    features.embed_folder(encoder, split, tmp_path / "cache")
+    (shard,) = (tmp_path / "cache").glob("*.pt")
+    shard.write_bytes(b"PK\x03\x04half")
+    with pytest.warns(UserWarning, match="unreadable embedding cache"):
+        again = features.embed_folder(encoder, split, tmp_path / "cache")
+    assert again.stats.misses == 8 and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+def test_new_images_add_a_shard_and_a_mixed_read_gathers_both(encoder, split, tmp_path):
+    first = features.embed_folder(encoder, split, tmp_path / "cache", limit=2)
+    both = features.embed_folder(encoder, split, tmp_path / "cache")
+    assert (both.stats.hits, both.stats.misses) == (4, 4)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    index = {p: i for i, p in enumerate(both.paths)}
+    for path, vector in zip(first.paths, first.embeddings, strict=True):
+        assert torch.equal(both.embeddings[index[path]], vector)
+
+
+def test_the_cache_key_follows_the_decode_mode(encoder, split, tmp_path):
+    from detectlib.data import full_decode
+
+    features.embed_folder(encoder, split, tmp_path / "cache")
+    with full_decode():
+        whole = features.embed_folder(encoder, split, tmp_path / "cache")
+    assert whole.stats.misses == 8  # another decode, other entries: the two are never mixed
