@@ -208,8 +208,14 @@ def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
         if not head.is_file():
             head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
     found = {"ConvNeXt": convnext, "CLIP head": head}
-    transfer = models.parent / "transfer" / "pretrained" / "best.pth"
+    transfer = finetuned_checkpoint(profile)
     return found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
+
+
+def finetuned_checkpoint(profile: Profile | str | None = None) -> Path:
+    """Where notebook 02 saves its ImageNet-pretrained EfficientNet-Lite0 fine-tuned end to end: the fair opponent
+    of the frozen head (notebook 03), since both start from pretrained features."""
+    return get_paths(profile).models.parent / "transfer" / "pretrained" / "best.pth"
 
 
 # ----------------------------------------------------------------------------------------------- tables

@@ -21,6 +21,49 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
+# The words of the figures (``plots``), written in English in the code and shown in ``$DETECTLIB_LANG``: one
+# language per figure. A text missing here is shown as written, so a new figure word is one new entry.
+FIGURE_TEXT: dict[str, dict[str, str]] = {
+    "es": {
+        "Loss per epoch": "Pérdida por época", "epoch": "época", "loss": "pérdida",
+        "training loss": "pérdida de entrenamiento", "validation loss": "pérdida de validación",
+        "Accuracy per epoch": "Exactitud por época", "accuracy": "exactitud",
+        "validation accuracy": "exactitud de validación", "training accuracy": "exactitud de entrenamiento",
+        "Validation accuracy per epoch": "Exactitud de validación por época", "chance": "azar",
+        "Confusion matrix": "Matriz de confusión", "predicted": "predicha", "true": "verdadera",
+        "false-positive rate (real photos flagged)": "tasa de falsos positivos (fotos reales marcadas)",
+        "true-positive rate (fakes caught)": "tasa de verdaderos positivos (generadas detectadas)",
+        "Precision-recall": "Precisión-exhaustividad", "recall ({ai})": "exhaustividad ({ai})",
+        "precision ({ai})": "precisión ({ai})", "5 % false positives": "5 % de falsos positivos",
+        "perfectly calibrated": "calibración perfecta", "mean predicted p(ai)": "p(ai) media predicha",
+        "observed share of {ai}": "proporción observada de {ai}", "Reliability": "Fiabilidad",
+        "tested on": "evaluado en", "trained on": "entrenado en",
+        "Cross-generator {metric}\nhead on {encoder}": "{metric} entre generadores\ncabeza sobre {encoder}",
+        "control FPR\n(upscaled real\nphotos flagged)": "FPR de control\n(fotos reales\nreescaladas marcadas)",
+        "JPEG quality": "calidad JPEG", "downscale factor": "factor de reducción", "blur σ": "desenfoque σ",
+        "Robustness to everyday edits (first point: the original image; dotted: chance)":
+            "Robustez ante ediciones cotidianas (primer punto: la imagen original; punteado: azar)",
+        "image": "imagen", "hottest region masked": "región más caliente tapada",
+        "random region masked": "región aleatoria tapada", "drop in p(target)": "caída de p(clase predicha)",
+        "Deletion check: {k} of the pixels masked ({fill})": "Prueba de borrado: {k} de los píxeles tapados ({fill})",
+        "by class": "por clase", "by generator": "por generador",
+        "Frozen-encoder embeddings, PCA": "Embeddings del codificador congelado, PCA",
+        "{nature} (all)": "{nature} (todas)", "bottom row:\neach spectrum\nminus {reference}":
+            "fila inferior:\ncada espectro\nmenos {reference}",
+        "cycles / pixel": "ciclos / píxel", "mean log amplitude": "amplitud log media", "difference": "diferencia",
+    },
+    "en": {},
+}
+
+
+def figure_text(text: str, lang: str | None = None, **fields: object) -> str:
+    """A figure's word or sentence in ``lang`` (default ``$DETECTLIB_LANG``), its ``{fields}`` filled in; ``{ai}``
+    and ``{nature}`` default to the class names in the same language."""
+    lang = lang or get_language()
+    fields = {"ai": class_label("ai", lang), "nature": class_label("nature", lang), **fields}
+    return FIGURE_TEXT[lang].get(text, text).format(**fields)
+
+
 def predicted_class(p_ai: float, threshold: float = DEFAULT_THRESHOLD) -> str:
     """``"ai"`` when ``p_ai >= threshold``, else ``"nature"`` (the rule ``metrics.predict_labels`` vectorises)."""
     return CLASSES[AI_INDEX] if p_ai >= threshold else CLASSES[1 - AI_INDEX]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .labels import figure_text as _t
+
 
 def save_figure(fig, path: Path | str) -> Path:
     """Save ``fig`` as an image (parents created, 120 dpi, tight box) and return the path."""
@@ -28,7 +30,7 @@ def _training_rows(history) -> list[dict]:
     return list(history)
 
 
-def plot_loss_curve(history, path: Path | str | None = None):
+def plot_loss_curve(history, path: Path | str | None = None, title: str | None = None):
     """Training and validation loss per epoch (the reference's ``loss_curve.png``); a widening gap between
     the two is what over-fitting looks like."""
     import matplotlib.pyplot as plt
@@ -36,9 +38,9 @@ def plot_loss_curve(history, path: Path | str | None = None):
     rows = _training_rows(history)
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="training loss")
-    ax.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation loss")
-    ax.set(xlabel="epoch", ylabel="loss", title="Loss per epoch")
+    ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label=_t("training loss"))
+    ax.plot(epochs, [r["val_loss"] for r in rows], "s-", label=_t("validation loss"))
+    ax.set(xlabel=_t("epoch"), ylabel=_t("loss"), title=title or _t("Loss per epoch"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -47,17 +49,17 @@ def plot_loss_curve(history, path: Path | str | None = None):
     return fig
 
 
-def plot_val_accuracy_curve(history, path: Path | str | None = None):
+def plot_val_accuracy_curve(history, path: Path | str | None = None, title: str | None = None):
     """Validation accuracy per epoch (the reference's ``val_accuracy_curve.png``), training accuracy dashed."""
     import matplotlib.pyplot as plt
 
     rows = _training_rows(history)
     epochs = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(epochs, [r["val_acc"] for r in rows], "o-", label="validation accuracy")
+    ax.plot(epochs, [r["val_acc"] for r in rows], "o-", label=_t("validation accuracy"))
     if all("train_acc" in r for r in rows):
-        ax.plot(epochs, [r["train_acc"] for r in rows], "--", color="grey", label="training accuracy")
-    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="Accuracy per epoch")
+        ax.plot(epochs, [r["train_acc"] for r in rows], "--", color="grey", label=_t("training accuracy"))
+    ax.set(xlabel=_t("epoch"), ylabel=_t("accuracy"), ylim=(0, 1.02), title=title or _t("Accuracy per epoch"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
@@ -67,7 +69,7 @@ def plot_val_accuracy_curve(history, path: Path | str | None = None):
 
 
 def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
-                             title: str = "Validation accuracy per epoch"):
+                             title: str | None = None):
     """Validation-accuracy curves of several runs on one axis, e.g. pretrained vs from scratch."""
     import matplotlib.pyplot as plt
 
@@ -75,10 +77,12 @@ def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
     for name, history in histories.items():
         rows = _training_rows(history)
         ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], "o-", label=name)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.4, 1.02), title=title)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label=_t("chance"))
+    ax.set(xlabel=_t("epoch"), ylabel=_t("validation accuracy"), ylim=(0.4, 1.02),
+           title=title or _t("Validation accuracy per epoch"))
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(len(histories) + 1, 3), fontsize=8,
+              frameon=False)  # below the axes: a legend inside would cover a curve
     ax.grid(alpha=0.3)
     if path is not None:
         save_figure(fig, path)
@@ -88,7 +92,7 @@ def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
 # ------------------------------------------------------------- evaluation (metrics.py, evaluate.py, notebook 04)
 
 
-def plot_confusion_matrix(cm, classes=None, title: str = "Confusion matrix",
+def plot_confusion_matrix(cm, classes=None, title: str | None = None,
                           path: Path | str | None = None):
     """The reference's ``confusion_matrix.png``: counts with row percentages; rows true, columns predicted.
 
@@ -110,13 +114,13 @@ def plot_confusion_matrix(cm, classes=None, title: str = "Confusion matrix",
         ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center",
                 color="white" if share[i, j] > 0.6 else "black")
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title=title)
+           xlabel=_t("predicted"), ylabel=_t("true"), title=title or _t("Confusion matrix"))
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
-def plot_roc_pr(scores: dict, path: Path | str | None = None):
+def plot_roc_pr(scores: dict, path: Path | str | None = None, data: str = ""):
     """ROC and precision-recall curves of several detectors (``{name: object with y_true, p_ai}``), ai positive,
     with AUC and average precision in the legend and the 5 % false-positive line marked."""
     import matplotlib.pyplot as plt
@@ -129,10 +133,13 @@ def plot_roc_pr(scores: dict, path: Path | str | None = None):
         ax_roc.plot(roc.x, roc.y, label=f"{name} (AUC {roc.area:.3f})")
         ax_pr.step(pr.x, pr.y, where="post", label=f"{name} (AP {pr.area:.3f})")
     ax_roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-    ax_roc.axvline(0.05, color="red", lw=0.8, ls="--", label="5 % false positives")
-    ax_roc.set(xlabel="false-positive rate (real flagged)", ylabel="true-positive rate (fakes caught)",
+    ax_roc.axvline(0.05, color="red", lw=0.8, ls="--", label=_t("5 % false positives"))
+    ax_roc.set(xlabel=_t("false-positive rate (real photos flagged)"), ylabel=_t("true-positive rate (fakes caught)"),
                title="ROC", xlim=(0, 1), ylim=(0, 1.02))
-    ax_pr.set(xlabel="recall (ai)", ylabel="precision (ai)", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.02))
+    ax_pr.set(xlabel=_t("recall ({ai})"), ylabel=_t("precision ({ai})"), title=_t("Precision-recall"), xlim=(0, 1),
+              ylim=(0, 1.02))
+    if data:
+        fig.suptitle(data)
     for ax in (ax_roc, ax_pr):
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(alpha=0.3)
@@ -142,7 +149,7 @@ def plot_roc_pr(scores: dict, path: Path | str | None = None):
     return fig
 
 
-def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = None):
+def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = None, data: str = ""):
     """Reliability diagram: observed share of ai against mean p(ai) per bin, one line per detector, with ECE;
     points on the diagonal mean "p(ai) = 0.8 is right 80 % of the time"."""
     import matplotlib.pyplot as plt
@@ -150,13 +157,13 @@ def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = N
     from . import metrics
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfectly calibrated")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label=_t("perfectly calibrated"))
     for name, s in scores.items():
         rel = metrics.reliability(s.y_true, s.p_ai, n_bins)
         full = rel.counts > 0
         ax.plot(rel.mean_p[full], rel.frac_ai[full], "o-", label=f"{name} (ECE {rel.ece:.3f})")
-    ax.set(xlabel="mean predicted p(ai)", ylabel="observed share of ai", title="Reliability", xlim=(0, 1),
-           ylim=(0, 1))
+    ax.set(xlabel=_t("mean predicted p(ai)"), ylabel=_t("observed share of {ai}"),
+           title=_t("Reliability") + (f"\n{data}" if data else ""), xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     if path is not None:
@@ -186,15 +193,16 @@ def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = 
         ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
     ax.set(xticks=range(len(matrix.test_generators)), xticklabels=matrix.test_generators,
            yticks=range(len(matrix.train_generators)), yticklabels=matrix.train_generators,
-           xlabel="tested on", ylabel="trained on",
-           title=f"Cross-generator {metric.upper() if metric == 'auc' else metric}\nhead on {matrix.encoder}")
+           xlabel=_t("tested on"), ylabel=_t("trained on"),
+           title=_t("Cross-generator {metric}\nhead on {encoder}", metric=metric.upper() if metric == "auc" else metric,
+                    encoder=matrix.encoder))
     fig.colorbar(image, ax=ax, fraction=0.046, label=metric)
     if has_control:
         side = axes[0][1]
         side.imshow(control, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
         for i, v in enumerate(control[:, 0]):
             side.text(0, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
-        side.set(xticks=[], yticks=[], title="control FPR\n(upscaled real\nphotos flagged)")
+        side.set(xticks=[], yticks=[], title=_t("control FPR\n(upscaled real\nphotos flagged)"))
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
@@ -206,7 +214,8 @@ def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
     names the images in the title. One legend for all panels, below them, so it hides no curve."""
     import matplotlib.pyplot as plt
 
-    families = [("jpeg", "JPEG quality", True), ("downscale", "downscale factor", True), ("blur", "blur σ", False)]
+    families = [("jpeg", _t("JPEG quality"), True), ("downscale", _t("downscale factor"), True),
+                ("blur", _t("blur σ"), False)]
     detectors = list(dict.fromkeys(r["detector"] for r in rows))
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharey="row")
     for col, (kind, xlabel, descending) in enumerate(families):
@@ -220,11 +229,11 @@ def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
             if descending:
                 ax.invert_xaxis()
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            ax.set(xlabel=xlabel, ylabel=metric, ylim=(0.0, 1.02))
+            ax.set(xlabel=xlabel, ylabel=_t(metric), ylim=(0.0, 1.02))
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.suptitle("Robustness to everyday edits (first point: the original image; dotted: chance)"
+    fig.suptitle(_t("Robustness to everyday edits (first point: the original image; dotted: chance)")
                  + (f"\n{data}" if data else ""))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     if path is not None:
@@ -257,8 +266,8 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
     for row, (name, maps) in enumerate(rows.items(), start=1):
         for col, image in enumerate(images):
             axes[row, col].imshow(overlay(image, maps[col], alpha))
-        axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    axes[0, 0].set_ylabel("image", fontsize=7, rotation=0, ha="right", va="center")
+        axes[row, 0].set_ylabel(_row_label(name), fontsize=9, rotation=0, ha="right", va="center")
+    axes[0, 0].set_ylabel(_t("image"), fontsize=9, rotation=0, ha="right", va="center")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -270,6 +279,15 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
     return fig
 
 
+def _row_label(name: str, width: int = 16) -> str:
+    """A heatmap row's name on lines of about ``width`` characters, broken at dots and spaces
+    (``encoder.layers.11.layer_norm1`` -> ``encoder.layers.\n11.layer_norm1``), so it stays readable at 9 pt."""
+    import textwrap
+
+    return "\n".join(line.replace(". ", ".") for part in name.split("\n")
+                     for line in textwrap.wrap(part.replace(".", ". "), width, break_long_words=False))
+
+
 def plot_deletion_check(results, path: Path | str | None = None):
     """Drop in p(target) when the hottest pixels are masked vs random regions of the same size, per image
     (name -> ``explain.DeletionResult``): a faithful heatmap gives the taller orange bars."""
@@ -279,12 +297,13 @@ def plot_deletion_check(results, path: Path | str | None = None):
     names = list(results)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2))
-    ax.bar(x - 0.2, [results[n].drop_hot for n in names], 0.4, color="tab:orange", label="hottest region masked")
-    ax.bar(x + 0.2, [results[n].drop_random for n in names], 0.4, color="tab:grey", label="random region masked")
+    ax.bar(x - 0.2, [results[n].drop_hot for n in names], 0.4, color="tab:orange", label=_t("hottest region masked"))
+    ax.bar(x + 0.2, [results[n].drop_random for n in names], 0.4, color="tab:grey", label=_t("random region masked"))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     first = results[names[0]]
-    ax.set(ylabel="drop in p(target)", title=f"Deletion check: {first.k:.0%} of the pixels masked ({first.fill})")
+    ax.set(ylabel=_t("drop in p(target)"),
+           title=_t("Deletion check: {k} of the pixels masked ({fill})", k=f"{first.k:.0%}", fill=first.fill))
     ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
@@ -295,7 +314,7 @@ def plot_deletion_check(results, path: Path | str | None = None):
 # -------------------------------------------------------------- frozen-encoder embeddings (features, notebook 03)
 
 
-def plot_embedding_pca(sets, path: Path | str | None = None, title: str = "Frozen-encoder embeddings, PCA"):
+def plot_embedding_pca(sets, path: Path | str | None = None, title: str | None = None):
     """The embeddings of several generators' images (``{generator: features.EmbeddedSet}``) projected on their
     first two principal components, coloured by class (left) and by generator (right): if the classes already
     separate here, a linear head on these vectors has an easy job."""
@@ -305,6 +324,7 @@ def plot_embedding_pca(sets, path: Path | str | None = None, title: str = "Froze
 
     from .config import CLASSES
     from .features import pca_2d
+    from .labels import class_label
 
     names = list(sets)
     points = pca_2d(torch.cat([sets[n].embeddings for n in names]))
@@ -313,18 +333,18 @@ def plot_embedding_pca(sets, path: Path | str | None = None, title: str = "Froze
     fig, (by_class, by_gen) = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     for index, (name, color) in enumerate(zip(CLASSES, ("tab:red", "tab:green"), strict=True)):
         mask = labels == index
-        by_class.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, color=color, label=name)
+        by_class.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, color=color, label=class_label(name))
     for index, name in enumerate(names):
         mask = (groups == index) & (labels == CLASSES.index("ai"))
-        by_gen.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, label=f"{name} (ai)")
+        by_gen.scatter(points[mask, 0], points[mask, 1], s=8, alpha=0.6, label=f"{name} ({class_label('ai')})")
     real = labels != CLASSES.index("ai")  # real photos are one population whichever folder holds them
-    by_gen.scatter(points[real, 0], points[real, 1], s=8, alpha=0.3, color="grey", label="nature (all)")
-    by_class.set(title="by class", xlabel="PC 1", ylabel="PC 2")
-    by_gen.set(title="by generator", xlabel="PC 1")
+    by_gen.scatter(points[real, 0], points[real, 1], s=8, alpha=0.3, color="grey", label=_t("{nature} (all)"))
+    by_class.set(title=_t("by class"), xlabel="PC 1", ylabel="PC 2")
+    by_gen.set(title=_t("by generator"), xlabel="PC 1")
     for ax in (by_class, by_gen):
         ax.legend(fontsize=8, markerscale=2)
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title or _t("Frozen-encoder embeddings, PCA"))
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
@@ -386,7 +406,7 @@ def plot_spectra(spectra: dict, path: Path | str | None = None, reference: str =
         axes[0][col].set_title(name)
         if rows == 2 and name == reference:
             axes[1][col].axis("off")
-            note = f"bottom row:\neach spectrum\nminus {reference}"
+            note = _t("bottom row:\neach spectrum\nminus {reference}", reference=reference)
             axes[1][col].text(0.5, 0.5, note, ha="center", va="center", transform=axes[1][col].transAxes)
         elif rows == 2:
             diff = axes[1][col].imshow(
@@ -397,10 +417,10 @@ def plot_spectra(spectra: dict, path: Path | str | None = None, reference: str =
         ax.set_xticks([-0.5, 0, 0.5])
         ax.set_yticks([-0.5, 0, 0.5])
         ax.tick_params(labelsize=7)
-    axes[-1][-1].set_xlabel("cycles / pixel")
-    fig.colorbar(top, ax=axes[0].tolist(), shrink=0.8, label="mean log amplitude")
+    axes[-1][-1].set_xlabel(_t("cycles / pixel"))
+    fig.colorbar(top, ax=axes[0].tolist(), shrink=0.8, label=_t("mean log amplitude"))
     if rows == 2:
-        fig.colorbar(diff, ax=axes[1].tolist(), shrink=0.8, label="difference")
+        fig.colorbar(diff, ax=axes[1].tolist(), shrink=0.8, label=_t("difference"))
     if path is not None:
         save_figure(fig, path)
     return fig
