@@ -216,30 +216,50 @@ def encode_files(encoder: Any, items: Sequence[tuple[Path, str]], skip: Callable
     """Decode (at the encoder's ``decode_side``: ``data.load_image``), preprocess and encode (path, digest) pairs
     in batches; returns the digests encoded and their vectors (N, dim) on the CPU (None when nothing was). Files
     that fail to decode go to ``skip``. A ``perturb`` edits each image decoded whole, as a user's edit would."""
+    from concurrent.futures import ThreadPoolExecutor
+
     target = None if perturb is not None else decode_side_of(encoder)
     device = next(encoder.parameters()).device
-    starts = range(0, len(items), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    batches = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
 
-        starts = tqdm(starts, desc=f"encoding with {encoder.spec}", unit="batch")
+    def decode(batch: Sequence[tuple[Path, str]]) -> list[tuple[Path, str, Any]]:
+        decoded = []
+        for path, digest in batch:
+            try:
+                image = load_image(path, target)
+                decoded.append((Path(path), digest, perturb(image) if perturb is not None else image))
+            except ImageLoadError as err:
+                decoded.append((Path(path), digest, err))
+        return decoded
+
     encoder.eval()
     digests: list[str] = []
     chunks: list[torch.Tensor] = []
-    for start in starts:
-        images, batch_digests = [], []
-        for path, digest in items[start:start + batch_size]:
-            try:
-                image = load_image(path, target)
-            except ImageLoadError as err:
-                skip(Path(path), err)
-                continue
-            images.append(perturb(image) if perturb is not None else image)
-            batch_digests.append(digest)
-        if images:
-            with torch.inference_mode():
-                chunks.append(encoder.embed(encoder.preprocess(images).to(device)).float().cpu())
-            digests += batch_digests
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(batches), desc=f"encoding with {encoder.spec}", unit="batch")
+    # The next batch decodes in a thread (PIL releases the GIL) while this one is encoded; failures are reported
+    # here, in order, so the skip policy (warnings, strict) runs where it always did.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(decode, batches[0]) if batches else None
+        for index in range(len(batches)):
+            decoded = pending.result()
+            pending = pool.submit(decode, batches[index + 1]) if index + 1 < len(batches) else None
+            for path, _, image in decoded:
+                if isinstance(image, ImageLoadError):
+                    skip(path, image)
+            good = [(digest, image) for _, digest, image in decoded if not isinstance(image, ImageLoadError)]
+            if good:
+                with torch.inference_mode():
+                    pixels = encoder.preprocess([image for _, image in good]).to(device)
+                    chunks.append(encoder.embed(pixels).float().cpu())
+                digests += [digest for digest, _ in good]
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
     return digests, (torch.cat(chunks) if chunks else None)
 
 
