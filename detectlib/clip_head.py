@@ -140,8 +140,11 @@ class ClipVisionEncoder(FrozenEncoder):
     top of bfloat16 (9.1 img/s, 30 s to compile), eager attention instead of SDPA (4.8 img/s), torch dynamic INT8
     of every Linear (13.9 img/s but cosine 0.47; per-channel weights 0.49; full 8-bit activation range 12.2 img/s
     at cosine 0.94; sparing fc2 8.3 img/s at 0.96): CLIP's activation outliers (layer-norm outputs of +-40)
-    defeat per-tensor 8-bit activations. Gradients (Grad-CAM, fine-tuning) always run in float32; bfloat16 only
-    where no gradient is taken. The cache key names the precision used."""
+    defeat per-tensor 8-bit activations; an ONNX export of the float model on onnxruntime ran 3.6 img/s. The INT8
+    ONNX peer (``clip_onnx.onnx_image_embeds``) runs 10.6 img/s at batch 1 and 15.0 at batch 16, at cosine 0.96 to
+    the float model: faster, but below the 0.99 asked here (``make bench``: ``clip_b16_vs_onnx_int8``). Gradients
+    (Grad-CAM, fine-tuning) always run in float32; bfloat16 only where no gradient is taken. The cache key names
+    the precision used."""
 
     def __init__(self, model: nn.Module, spec: str, description: str, precision: str = "float32"):
         super().__init__()
