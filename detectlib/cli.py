@@ -36,6 +36,9 @@ def input_errors() -> tuple[type[BaseException], ...]:
     explain = sys.modules.get(f"{__package__}.explain")
     if explain is not None:
         errors.append(explain.LayerError)
+    features = sys.modules.get(f"{__package__}.features")
+    if features is not None:
+        errors.append(features.CacheFormatError)  # an embedding cache of another kit version: delete it and rerun
     return tuple(errors)
 
 

@@ -69,11 +69,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .cli import command
 from .config import CLASSES, Profile, get_paths, get_profile
-from .data import LayoutError, check_file, is_image_file, read_json, swap_in_folder, to_rgb
+from .data import LayoutError, check_file, is_image_file, load_image, read_json, swap_in_folder
 
 BUILD_VERSION = 1  # bump when a change to this module changes the images it writes
 SOURCES_CSV = Path(__file__).with_name("wild_sources.csv")
@@ -368,22 +368,6 @@ def _crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
     return x, y, x + side, y + side
 
 
-def decode(path: Path | str, min_short: int = 0) -> Image.Image:
-    """A source as RGB with its EXIF orientation applied, first frame only. A JPEG is decoded at a reduced scale
-    (``Image.draft``: 1/2, 1/4 or 1/8, done in the DCT, 4-7x faster) as long as its short side stays at least
-    ``min_short``; other formats are decoded whole. Never writes to the file."""
-    path = check_file(path)
-    with Image.open(path) as im:
-        im.seek(0)
-        if im.format == "JPEG" and min_short > 0:
-            w, h = im.size
-            scale = min_short / min(w, h)
-            im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
-        im = ImageOps.exif_transpose(im)
-        im.load()
-        return to_rgb(im)
-
-
 def _round_trip(image: Image.Image, fmt: str, **params) -> Image.Image:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
@@ -427,7 +411,7 @@ def process_source(path: Path | str, size: int, details: bool = False) -> dict[i
     if not crops:
         return {}
     need = int(np.ceil(pre_size(size) * (DETAIL_ZOOM if len(crops) > 1 else 1) * DRAFT_HEADROOM))
-    return process_image(decode(path, need), size, crops)
+    return process_image(load_image(path, need), size, crops)  # a JPEG decoded reduced, never below need
 
 
 # ------------------------------------------------------------------------------------------------- the build

@@ -79,3 +79,20 @@ def test_a_folder_that_is_no_dataset_is_one_line(tmp_path):
     with pytest.raises(LayoutError, match="neither a split folder"):
         embed.dataset_samples(tmp_path / "x")
     assert embed.main([str(tmp_path / "x")]) == 2
+
+
+def test_a_command_meeting_another_versions_cache_says_one_line_not_a_traceback(encoder, tmp_path, monkeypatch,
+                                                                                capsys):
+    from detectlib import train_clip_head
+
+    monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
+    monkeypatch.setenv("DETECTLIB_PROFILE", "smoke")
+    tree = make_tree(tmp_path / "GEN")
+    cache = tmp_path / ".smoke" / "cache" / "embeddings"
+    features.embed_folder(encoder, tree / "val", cache)
+    (shard,) = cache.glob("*.pt")
+    torch.save({**torch.load(shard, weights_only=True), "format": "detectlib-embeddings/1"}, shard)
+    code = train_clip_head.main(["--data_dir", str(tree), "--out_dir", str(tmp_path / "out"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().startswith("error:") and shard.name in err and "delete it and rerun" in err

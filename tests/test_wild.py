@@ -208,12 +208,16 @@ def test_process_image_is_one_pipeline_and_never_upscales():
         wild.process_image(_picture(1, (39, 39)), size)
 
 
-def test_draft_decoding_stays_above_the_size_needed(tmp_path):
+def test_a_big_source_is_decoded_reduced_through_the_one_loader_and_gives_the_same_crops(tmp_path, monkeypatch):
     path = tmp_path / "big.jpg"
     _picture(3, (1600, 1200)).save(path, "JPEG", quality=90)
-    small = wild.decode(path, min_short=150)
-    assert 150 <= min(small.size) < 600 and small.mode == "RGB"  # decoded at 1/4 or 1/2, not whole
-    assert wild.decode(path).size == (1600, 1200)
+    asked = []
+    real = wild.load_image
+    monkeypatch.setattr(wild, "load_image", lambda p, target=None: asked.append(target) or real(p, target))
+    out = wild.process_source(path, 32, details=True)
+    assert out and asked and 32 < asked[0] < 600  # the side WILD needs, far below the file's 1200
+    small = real(path, asked[0])
+    assert asked[0] <= min(small.size) < 1200 and small.mode == "RGB"  # decoded at a reduced scale, not whole
 
 
 def test_build_processes_both_classes_alike_and_the_audit_finds_no_shortcut(world, tmp_path):
