@@ -1250,12 +1250,14 @@ def _measure_blockiness() -> Measured:
 
 
 def _measure_fit() -> Measured:
-    """Lesson 02: under-, over- or good fit of the ConvNeXt the lesson trained, from its checkpoint's history."""
+    """Lesson 02: under-, over- or good fit of the ConvNeXt the lesson trained, from its last epoch's checkpoint
+    (``best.pth`` holds the history only up to the best epoch; the lesson's verdict reads every epoch)."""
     from .config import get_paths
     from .models import load_checkpoint
-    from .train import History, fit_kind, fit_verdict
+    from .train import History, fit_kind, fit_verdict, latest_checkpoint
 
-    ckpt = load_checkpoint(_needs(get_paths().models / "best.pth", "02_train_convnext"))
+    models = get_paths().models
+    ckpt = load_checkpoint(latest_checkpoint(models) or _needs(models / "epoch_1.pth", "02_train_convnext"))
     history = History(list(ckpt["history"]))
     return Measured(fit_kind(history), fit_verdict(history))
 
