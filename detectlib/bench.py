@@ -281,7 +281,7 @@ def draft_auc_shift(checkpoints: dict[str, Path], paths: list[Path], labels: lis
             "images": len(paths)}
 
 
-def embed_speedup(spec: str, photos: list[Path], profile: str, repeats: int = 1) -> dict[str, float]:
+def embed_speedup(spec: str, photos: list[Path], profile: str, repeats: int = 1) -> dict[str, float | None]:
     """``python -m detectlib.embed`` on one process vs ``torchrun --nproc_per_node 2`` on the same files, each into
     a fresh cache: end-to-end wall time (process start included) and the seconds the runs report (listing,
     hashing, encoding, merging)."""
@@ -307,7 +307,9 @@ def embed_speedup(spec: str, photos: list[Path], profile: str, repeats: int = 1)
                                       capture_output=True, text=True)
                 wall[procs] += time.perf_counter() - start
                 inner[procs] += float(re.search(r"encoded in ([0-9.]+) s", done.stdout).group(1))
-    return {"speedup": wall[1] / wall[2], "work_speedup": inner[1] / inner[2], "one_wall_s": wall[1] / repeats,
+    # A run too short to time (the smoke profile's tiny encoder prints "encoded in 0.0 s") has no work ratio.
+    work = inner[1] / inner[2] if inner[2] > 0 else None
+    return {"speedup": wall[1] / wall[2], "work_speedup": work, "one_wall_s": wall[1] / repeats,
             "two_wall_s": wall[2] / repeats, "one_work_s": inner[1] / repeats, "two_work_s": inner[2] / repeats,
             "photos": len(photos)}
 

@@ -53,7 +53,7 @@ class EmbedReport:
     def __str__(self) -> str:
         where = f" -> {self.shard}" if self.shard else ""
         skipped = f", {self.skipped} unreadable skipped" if self.skipped else ""
-        return (f"{self.images} images: {self.hits} from cache, {self.encoded} encoded in {self.seconds:.1f} s on "
+        return (f"{self.images} images: {self.hits} from cache, {self.encoded} encoded in {self.seconds:.2f} s on "
                 f"{self.processes} process{'es' if self.processes != 1 else ''}{skipped}{where}")
 
 
