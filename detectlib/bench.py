@@ -262,7 +262,7 @@ def draft_auc_shift(checkpoints: dict[str, Path], paths: list[Path], labels: lis
     import numpy as np
 
     from .data import full_decode
-    from .evaluate import embedding_cache
+    from .features import embedding_cache
     from .infer import score_paths
     from .metrics import roc_auc
     from .models import load_detector

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import add_strict, command, fail
-from .config import CLASSES, get_paths, get_profile
+from .cli import add_strict, command
+from .config import CLASSES, get_profile
 from .data import SPLITS, ImageLoadError, LayoutError, SkippedFileWarning, warn_skipped
 from .features import (
-    CacheFormatError,
     EmbeddingStore,
+    embedding_cache,
     encode_files,
     file_digest,
     folder_samples,
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("folder", help="a split folder {ai,nature} or a split tree {train,val}/{ai,nature}")
     parser.add_argument("--encoder", default=None, help="encoder spec (default: the profile's)")
     parser.add_argument("--cache", default=None, help="cache folder (default: the profile's cache/embeddings)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32, help="images per batch (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="the first N images of each class of each split")
     add_strict(parser)
     return parser
@@ -197,12 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .clip_head import make_encoder
 
     encoder = make_encoder(args.encoder or profile.encoder)
-    cache = Path(args.cache) if args.cache else get_paths(profile).cache / "embeddings"
-    try:
-        report = embed_dataset(folder, encoder, cache, batch_size=args.batch_size, limit=args.limit,
-                               strict=args.strict, progress=True)
-    except CacheFormatError as err:  # another version's cache: one line naming the file and the fix
-        return fail(err)
+    cache = Path(args.cache) if args.cache else embedding_cache(profile)
+    report = embed_dataset(folder, encoder, cache, batch_size=args.batch_size, limit=args.limit,
+                           strict=args.strict, progress=True)  # another version's cache: cli.command says one line
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{folder} with {encoder.spec}: {report}", flush=True)
     return 0

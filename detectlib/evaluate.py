@@ -31,6 +31,7 @@ from . import metrics
 from .cli import add_strict, command
 from .config import AI_INDEX, CLASSES, Profile, get_paths, get_profile
 from .data import LayoutError, check_layout, discover_generators, extra_class_folders, list_class_images
+from .features import embedding_cache
 from .infer import score_paths
 from .labels import DEFAULT_THRESHOLD
 from .models import CheckpointError, Detector, load_checkpoint, load_detector
@@ -135,11 +136,6 @@ def score_folder(
                        strict=strict, cache_dir=embedding_cache() if use_cache else None)
     y_true = np.asarray(labels, dtype=int)[pred.kept] if pred.kept else np.zeros(0, dtype=int)
     return Scores(y_true, pred.p_ai, pred.paths, split or folder.name, name or str(folder), pred.skipped)
-
-
-def embedding_cache(profile: Profile | str | None = None) -> Path:
-    """The profile's embedding cache, shared by training (notebook 03) and scoring (04, 05)."""
-    return get_paths(profile).cache / "embeddings"
 
 
 def control_dir(profile: Profile | str | None = None) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .config import CLASSES
+from .config import CLASSES, Profile, get_paths
 from .data import (
     ImageLoadError,
     SkippedFileWarning,
@@ -93,6 +93,12 @@ def file_digest(path: Path | str) -> str:
     """SHA-256 of a file's bytes: the cache key of one image."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def embedding_cache(profile: Profile | str | None = None) -> Path:
+    """The profile's embedding cache folder, shared by training (notebook 03, ``train_clip_head``), scoring (04,
+    05) and ``python -m detectlib.embed``."""
+    return get_paths(profile).cache / "embeddings"
 
 
 def store_prefix(cache_dir: Path | str, cache_key: str) -> Path:

@@ -215,6 +215,7 @@ def train_clip_head(
     import torch
 
     from .clip_head import ClipHeadDetector
+    from .features import embedding_cache
     from .models import atomic_torch_save, save_checkpoint
 
     paths = get_paths(prof)
@@ -228,7 +229,7 @@ def train_clip_head(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     detector.to(device)  # fit moves what it trains; the encoder must sit beside the head
     model, loaders, stats = _loaders(detector, samples, batch_size=batch_size, use_cache=use_cache,
-                                     cache_dir=paths.cache / "embeddings", progress=progress, strict=strict,
+                                     cache_dir=embedding_cache(prof), progress=progress, strict=strict,
                                      data_dir=data_dir)
     if progress:
         source = f"cached embeddings ({stats})" if stats is not None else "pixels (the encoder runs every epoch)"
@@ -301,6 +302,7 @@ def head_epoch_seconds(
     import torch
 
     from .clip_head import ClipHeadDetector
+    from .features import embedding_cache
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     samples = split_samples(data_dir, limit)
@@ -308,7 +310,7 @@ def head_epoch_seconds(
     detector = ClipHeadDetector(encoder=_resolve_encoder(encoder, prof), weights_path=None)
     device = detector.device  # wherever the caller put the encoder
     model, loaders, _ = _loaders(detector, samples, batch_size=batch_size or prof.batch_size, use_cache=use_cache,
-                                 cache_dir=get_paths(prof).cache / "embeddings", progress=False)
+                                 cache_dir=embedding_cache(prof), progress=False)
     start = time.perf_counter()
     _fit(model, loaders, epochs=1, lr=prof.lr, seed=seed, device=device, progress=False)
     return time.perf_counter() - start

@@ -38,7 +38,7 @@ def test_two_processes_under_torchrun_equal_one(encoder, tmp_path):
            "DETECTLIB_ROOT": str(tmp_path)}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "detectlib.embed", str(tree), "--encoder", ENCODER, "--cache", str(tmp_path / "two"),
-                          "--batch-size", "4"], env=env, capture_output=True, text=True, timeout=120)
+                          "--batch_size", "4"], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "16 encoded" in run.stdout and "2 processes" in run.stdout
     two = _vectors(tmp_path / "two", encoder)
