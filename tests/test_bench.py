@@ -23,7 +23,8 @@ def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatc
     assert results["clip_b16_vs_onnx_int8"]["skipped"] and results["clip_b16_vs_onnx_int8"]["bfloat16_img_s"] > 0
     assert results["infer_cli_latency_ratio"]["floor_s"] > 0
     assert results["head_epoch_peak_memory_ratio"]["vectors"] == bench.HEAD_EPOCH_VECTORS["smoke"]
-    assert results["embed_2proc_speedup"]["two_work_s"] > 0 and results["draft_decode_speedup"]["photos"] > 0
+    # The work seconds the embed runs print can round to 0 on the smoke profile's four photos; wall time cannot.
+    assert results["embed_2proc_speedup"]["two_wall_s"] > 0 and results["draft_decode_speedup"]["photos"] > 0
     assert set(results["train_images_per_s"]["value"]) == {"32", "64"}
     table = capsys.readouterr().out
     assert "clip_cache_speedup" in table and "skipped" in table and f"written {out}" in table
