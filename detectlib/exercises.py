@@ -1229,6 +1229,13 @@ def _prediction(choices: dict[str, str], measure: Callable[[], Measured]) -> Cal
     return check
 
 
+def _prediction_question(label: str, title: str, choices: dict[str, str], measure: Callable[[], Measured], *,
+                         hints: tuple[str, str], todo: str, solution_code: str) -> Question:
+    """A lesson's prediction question: the learner names one of ``choices``; ``measure`` reads the lesson's run."""
+    return Question(label, title, ("prediction",), _prediction(choices, measure), hints=hints,
+                    solution_code=solution_code, todo=todo, measure=measure)
+
+
 def _needs(path: Path, lesson: str) -> Path:
     if not path.exists():
         raise LessonNotRun(f"{path} is missing; run lesson {lesson} first (in this profile), then this check again.")
@@ -1417,10 +1424,10 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
         data_fn=_grey_images,
         forbidden=("detectlib.audit.blockiness",),
     ),
-    Question(
-        "q5", "Predict, then read the audit", ("prediction",),
-        _prediction({"ai": "AE's fakes show more of an 8 x 8 grid", "same": "no difference worth the name",
-                     "nature": "the photos show more of a grid"}, _measure_blockiness),
+    _prediction_question(
+        "q5", "Predict, then read the audit",
+        {"ai": "AE's fakes show more of an 8 x 8 grid", "same": "no difference worth the name",
+         "nature": "the photos show more of a grid"}, _measure_blockiness,
         hints=("Where could a grid come from in each class? The photos were JPEGs once; the AE fakes never were, "
                "but ask how an autoencoder builds an image.",
                "The lesson printed the photos' blockiness as shipped and after downscaling, then the audit's "
@@ -1431,7 +1438,6 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
             # upsamples from a coarse grid of its own, so its fakes can show a block pattern without any JPEG.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
-        measure=_measure_blockiness,
     ),
 ])
 
@@ -1534,11 +1540,11 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
         data_fn=_overfit_history,
         forbidden=("detectlib.train.History.best",),
     ),
-    Question(
-        "q5", "Predict, then read the training curves", ("prediction",),
-        _prediction({"under-fits": "it does not even get its training images right",
-                     "over-fits": "training accuracy well above validation",
-                     "fits": "training and validation accuracy both high and close"}, _measure_fit),
+    _prediction_question(
+        "q5", "Predict, then read the training curves",
+        {"under-fits": "it does not even get its training images right",
+         "over-fits": "training accuracy well above validation",
+         "fits": "training and validation accuracy both high and close"}, _measure_fit,
         hints=("Ask what the network starts from (random weights or pretrained?) and how many images it sees. Few "
                "images and a big network over-fit; a task it cannot yet see under-fits.",
                "The lesson's loss and accuracy curves (loss_curve.png, val_accuracy_curve.png) show the last "
@@ -1549,7 +1555,6 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
             # training accuracy stays low, close to validation (under-fitting), rather than memorising the images.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
-        measure=_measure_fit,
     ),
 ])
 
@@ -1631,10 +1636,10 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
         '''),
         forbidden=("detectlib.labels.predicted_class",),
     ),
-    Question(
-        "q5", "Predict, then read the encoder comparison", ("prediction",),
-        _prediction({"little": "random weights lose less than 0.05 of validation AUC",
-                     "some": "they lose 0.05 to 0.2", "most": "they lose more than 0.2"}, _measure_random_encoder),
+    _prediction_question(
+        "q5", "Predict, then read the encoder comparison",
+        {"little": "random weights lose less than 0.05 of validation AUC",
+         "some": "they lose 0.05 to 0.2", "most": "they lose more than 0.2"}, _measure_random_encoder,
         hints=("A head of d + 1 numbers can only find a direction in which the embeddings already separate. Would "
                "random features of a big network separate these fakes anyway?",
                "Lesson 03's comparison table trains the same head behind the profile's encoder and behind the same "
@@ -1645,7 +1650,6 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
             # often beats chance on easy fakes; how much pretraining adds is what the run measures.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
-        measure=_measure_random_encoder,
     ),
 ])
 
@@ -1779,11 +1783,11 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
         data_fn=_cross_data,
         forbidden=("detectlib.evaluate.CrossGenerator.off_diagonal",),
     ),
-    Question(
-        "q5", "Predict, then read WILD", ("prediction",),
-        _prediction({"above": "the ConvNeXt ranks WILD's fakes above its photos, beyond noise",
-                     "chance": "within two standard errors of AUC 0.5",
-                     "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild),
+    _prediction_question(
+        "q5", "Predict, then read WILD",
+        {"above": "the ConvNeXt ranks WILD's fakes above its photos, beyond noise",
+         "chance": "within two standard errors of AUC 0.5",
+         "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild,
         hints=("The ConvNeXt only ever met the kit's three small generators, at the kit's own size. WILD's fakes "
                "come from dozens of text-to-image models, its photos from other cameras.",
                "Lesson 04's WILD table prints each detector's AUC with ± two standard errors (dl.evaluate."
@@ -1794,7 +1798,6 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
             # others, so expect little transfer. Which side of chance it lands on is what the run measures.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
-        measure=_measure_wild,
     ),
 ])
 
@@ -1890,11 +1893,10 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
         data_fn=lambda: _rand_map(1, 6, 6),
         forbidden=("detectlib.explain.hottest_mask",),
     ),
-    Question(
-        "q5", "Predict, then read the deletion check", ("prediction",),
-        _prediction({"faithful": "hiding the hot region lowers the ConvNeXt's confidence more than a random region",
-                     "decoration": "it changes the prediction no more than hiding a random region"},
-                    _measure_deletion),
+    _prediction_question(
+        "q5", "Predict, then read the deletion check",
+        {"faithful": "hiding the hot region lowers the ConvNeXt's confidence more than a random region",
+         "decoration": "it changes the prediction no more than hiding a random region"}, _measure_deletion,
         hints=("A heatmap always has a hottest region, whether or not the model relies on it. How good is this "
                "ConvNeXt at its task to begin with (lesson 02)?",
                "Lesson 05's deletion table compares, per image, the drop from hiding the hottest 10 % with the drop "
@@ -1905,7 +1907,6 @@ lesson05 = Lesson("05_gradcam_explorer", "Where does the detector look?", [
             # detector's maps are more often faithful. The deletion check on this run decides.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
-        measure=_measure_deletion,
     ),
 ])
 
