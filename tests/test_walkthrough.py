@@ -74,6 +74,10 @@ def test_readme_command_lines_run_as_printed_offline(scratch, monkeypatch, capsy
             assert re.search(r"Predicción: (Generada|Real)", out.out), line
         if argv[2] in ("detectlib.evaluate", "detectlib.infer", "detectlib.gradcam_infer"):  # the checkpoint's model
             assert "model: " in out.out + out.err and "not DETECTLIB_PROFILE" in out.out + out.err, line
+        if argv[2] == "detectlib.embed":  # fills the cache the head's training then reads
+            assert " encoded in " in out.out and "1 process" in out.out, out.out
+        if argv[2] == "detectlib.train_clip_head":
+            assert " 0 encoded in " in out.out, out.out  # every embedding came from the cache embed filled
         if "--wild" in argv:
             assert "WILD (" in out.out and "real photos (FPR)" in out.out
     assert (scratch / "models" / "saved_models" / "epoch_5.pth").is_file()
