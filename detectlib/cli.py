@@ -16,29 +16,35 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 from .config import Profile
-from .data import ImageLoadError, LayoutError, SkippedFileWarning
+from .data.images import ImageLoadError, SkippedFileWarning
+from .data.layout import LayoutError
+from .data.tools import CopySummary
 
 EXIT_BAD_INPUT = 2
+
+
 EXIT_INTERRUPTED = 130
+
+
+# Bad-input errors of modules a command may not load: (module, exception) in ``detectlib``.
+_LOADED_ERRORS = (("models.checkpoints", "CheckpointError"), ("models.classifier", "PretrainedWeightsError"),
+                  ("explain.cam", "LayerError"),
+                  ("models.features", "CacheFormatError"))  # an embedding cache of another kit version
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean bad input (see the module docstring)."""
     errors: list[type[BaseException]] = [ImageLoadError, LayoutError, OSError]
-    models = sys.modules.get(f"{__package__}.models")
-    if models is not None:
-        errors += [models.CheckpointError, models.PretrainedWeightsError]
-    explain = sys.modules.get(f"{__package__}.explain")
-    if explain is not None:
-        errors.append(explain.LayerError)
-    features = sys.modules.get(f"{__package__}.features")
-    if features is not None:
-        errors.append(features.CacheFormatError)  # an embedding cache of another kit version: delete it and rerun
+    for module_name, error in _LOADED_ERRORS:
+        module = sys.modules.get(f"{__package__}.{module_name}")
+        if module is not None:
+            errors.append(getattr(module, error))
     return tuple(errors)
 
 
@@ -126,3 +132,34 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
                 raise
 
     return wrapper
+
+
+STRICT_HELP = ("check every file before copying anything: each must decode as an image and no destination may "
+               "hold a different file; the first problem stops the run with nothing copied (default: copy bytes, "
+               "skip what cannot be read as a file with a warning, keep conflicting destinations)")
+
+
+def run_cli(tool: Callable[..., CopySummary], argv: Sequence[str] | None, prog: str) -> int:
+    """The command line of a tool: one ``--flag`` per keyword of its signature (the reference's names and
+    defaults, ``--strict`` a switch); bad input (a missing or empty ``--raw_dir``, a bad file under
+    ``--strict``) is a one-line error with exit code 2 (``cli.command``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=(tool.__doc__ or "").splitlines()[0])
+    for name, param in inspect.signature(tool).parameters.items():
+        if isinstance(param.default, bool):
+            parser.add_argument(f"--{name}", action="store_true", help=STRICT_HELP if name == "strict" else None)
+            continue
+        kind = int if isinstance(param.default, int) else str
+        parser.add_argument(f"--{name}", type=kind, default=param.default, help=f"default: {param.default}")
+
+    @command
+    def main(args: Sequence[str] | None) -> int:
+        try:
+            tool(**vars(parser.parse_args(args)))
+        except ValueError as err:  # e.g. a negative --n_per_class (ImageLoadError / LayoutError go to command)
+            if isinstance(err, ImageLoadError | LayoutError):
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+
+    return main(argv)

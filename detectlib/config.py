@@ -16,13 +16,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROFILE_ENV = "DETECTLIB_PROFILE"
+
+
 ROOT_ENV = "DETECTLIB_ROOT"
+
+
 LANG_ENV = "DETECTLIB_LANG"
+
+
 LANGUAGES = ("es", "en")  # the reference speaks Spanish; English on request
+
+
 DEFAULT_PROFILE = "demo"
+
 
 # ImageFolder sorts class folders alphabetically: ``ai`` = 0, ``nature`` = 1. ``ai`` is the positive class.
 CLASSES: tuple[str, str] = ("ai", "nature")
+
+
 AI_INDEX = 0
 
 
@@ -144,7 +155,7 @@ def project_root(start: Path | None = None) -> Path:
 
 def get_paths(profile: Profile | str | None = None, root: Path | str | None = None) -> Paths:
     """The kit's folders for a profile; the smoke profile gets its own tree under ``<root>/.smoke``."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = get_profile(profile)
     base = Path(root).resolve() if root is not None else project_root()
     out = base / ".smoke" if prof.name == "smoke" and root is None else base
     data = out / "data"

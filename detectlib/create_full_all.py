@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .dataset_tools import create_full_all, run_cli
+from .cli import run_cli
+from .data.tools import create_full_all
 
 
 def main(argv: Sequence[str] | None = None) -> int:

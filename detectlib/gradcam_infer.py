@@ -17,16 +17,15 @@ names. Errors are one line, exit code 2. Lean on purpose: no matplotlib, no pyto
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from .cli import command, note
 from .cli import fail as _fail
 from .config import get_language
-from .data import load_image
+from .data.images import load_image
+from .files import atomic_write
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction
 
 
@@ -59,18 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def save_atomic(image, path: Path) -> Path:
-    """Save a PIL image as JPEG through a temporary file and a rename: never a half-written overlay."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="JPEG", quality=95)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @command
@@ -82,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "or check the path")
     image = load_image(args.image_path)  # a bad image fails here, before the model is loaded (cli.command: one line)
 
-    from .explain import LayerError, explain
-    from .models import load_detector
+    from .explain.cam import LayerError, explain
+    from .models.detector import load_detector
 
     detector = load_detector(model_path)
     note(detector.describe())  # on stderr: stdout stays exactly the reference's output
@@ -91,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = explain(detector, image, layer=args.target_layer, target=args.target)
     except LayerError as err:
         return _fail(str(err))
-    out = save_atomic(result.overlays(args.alpha)[0], output_path(args.image_path, args.out_dir))
+    overlay = result.overlays(args.alpha)[0]
+    out = atomic_write(output_path(args.image_path, args.out_dir),
+                       lambda tmp: overlay.save(tmp, format="JPEG", quality=95))
     words = LABELS[args.lang]
     print(format_prediction(float(result.p_ai[0]), args.lang, args.threshold))
     print(f"🧠 {words['layer']}: {result.layer}" + (f" ({result.note})" if result.note else ""))

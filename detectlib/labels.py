@@ -1,16 +1,26 @@
 """What a person reads: the two classes and the prediction words, in the reference's Spanish and in English.
 
 Introduced in notebook 04 with the ``infer`` command; one small table so the command-line tools, figures and
-widgets say the same words, and a translation is one new entry. Standard library only: the lean ``infer`` CLI
-imports it.
+widgets say the same words, and a translation is one new entry. The text tables every notebook and command
+prints (``format_table``, ``format_confusion``) live here too, so there is one formatter. Standard library only:
+the lean ``infer`` CLI imports it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 from .config import AI_INDEX, CLASSES, get_language
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 # Both detectors' reference rule on p(ai): ConvNeXt's argmax and the CLIP head's score threshold 0.
 DEFAULT_THRESHOLD = 0.5
+
 
 LABELS: dict[str, dict[str, str]] = {
     # The reference's words (§5): classes ["Generada", "Real"], "🔍 Predicción: Real", "📊 Confianza: 97.32%".
@@ -85,3 +95,35 @@ def format_prediction(p_ai: float, lang: str | None = None, threshold: float = D
     confidence = p_ai if name == CLASSES[AI_INDEX] else 1.0 - p_ai
     words = LABELS[lang or get_language()]
     return f"🔍 {words['prediction']}: {words[name]}\n📊 {words['confidence']}: {confidence * 100:.2f}%"
+
+
+# ------------------------------------------------------------------ text tables (notebooks and commands)
+
+
+def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+    """Rows of dicts as an aligned text table (floats rounded, NaN shown as '-'); the notebooks print these."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    body = [[cell(row.get(c, float("nan"))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) if v[:1].isdigit() or v[:1] in "-." else v.ljust(w)
+                        for v, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+def format_confusion(cm: np.ndarray) -> str:
+    """The confusion matrix with its class names: rows are the true class, columns the prediction."""
+    width = max(len(c) for c in CLASSES) + 2
+    lines = ["Confusion matrix (rows: true class, columns: predicted):", " " * width + "".join(
+        c.rjust(width) for c in CLASSES)]
+    lines += [name.ljust(width) + "".join(str(v).rjust(width) for v in row) for name, row in zip(CLASSES, cm,
+                                                                                                 strict=True)]
+    return "\n".join(lines)

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .files import atomic_write
 from .labels import figure_text as _t
 
 
 def save_figure(fig, path: Path | str) -> Path:
-    """Save ``fig`` as an image (parents created, 120 dpi, tight box) and return the path."""
+    """Save ``fig`` as an image (120 dpi, tight box; the format from the suffix), atomically, and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120,
+                                                      bbox_inches="tight"))
 
 
 # ------------------------------------------------------------------ training curves (train.py, notebook 02)
@@ -66,6 +66,20 @@ def plot_val_accuracy_curve(history, path: Path | str | None = None, title: str 
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+
+def save_training_curves(history, figures_dir: Path | str) -> list[Path]:
+    """Write the reference's ``loss_curve.png`` and ``val_accuracy_curve.png`` (matplotlib loads only here)."""
+    import matplotlib.pyplot as plt
+
+    figures_dir = Path(figures_dir)
+    written = []
+    for name, draw in (("loss_curve.png", plot_loss_curve), ("val_accuracy_curve.png", plot_val_accuracy_curve)):
+        fig = draw(history, figures_dir / name)
+        plt.close(fig)  # saved, not shown: a notebook shows the curves when it asks for them
+        written.append(figures_dir / name)
+    return written
 
 
 def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
@@ -125,7 +139,7 @@ def plot_roc_pr(scores: dict, path: Path | str | None = None, data: str = ""):
     with AUC and average precision in the legend and the 5 % false-positive line marked."""
     import matplotlib.pyplot as plt
 
-    from . import metrics
+    from .evaluation import metrics
 
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(9, 3.8))
     for name, s in scores.items():
@@ -154,7 +168,7 @@ def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = N
     points on the diagonal mean "p(ai) = 0.8 is right 80 % of the time"."""
     import matplotlib.pyplot as plt
 
-    from . import metrics
+    from .evaluation import metrics
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label=_t("perfectly calibrated"))
@@ -208,6 +222,7 @@ def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = 
         save_figure(fig, path)
     return fig
 
+
 def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
     """Accuracy and AUC under JPEG, downscaling and blur (rows from ``evaluate.robustness_sweep``): one panel per
     perturbation family, the unperturbed value as each curve's first point, the dotted line at chance; ``data``
@@ -254,7 +269,7 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
     """
     import matplotlib.pyplot as plt
 
-    from .explain import overlay
+    from .explain.cam import overlay
 
     images, rows = list(images), dict(rows)
     n_rows, n_cols = 1 + len(rows), len(images)
@@ -323,8 +338,8 @@ def plot_embedding_pca(sets, path: Path | str | None = None, title: str | None =
     import torch
 
     from .config import CLASSES
-    from .features import pca_2d
     from .labels import class_label
+    from .models.features import pca_2d
 
     names = list(sets)
     points = pca_2d(torch.cat([sets[n].embeddings for n in names]))

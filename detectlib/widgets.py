@@ -22,11 +22,15 @@ from typing import Any
 from PIL import Image
 
 from .config import get_language
-from .data import ImageLoadError, decode_side_of, load_image
+from .data.images import ImageLoadError, decode_side_of, load_image
 from .labels import DEFAULT_THRESHOLD, class_label, predicted_class
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # larger files: type their path instead
+
+
 URL_TIMEOUT_S = 15
+
+
 DISPLAY_SIDE = 256  # the heatmap panel's height in pixels (small images are enlarged)
 
 
@@ -158,9 +162,9 @@ class ImageProbe:
 
     # ------------------------------------------------------------------------------------------ inputs
     def _layer_options(self) -> list[str]:
-        from .explain import cam_model, default_layer, suggested_layers
+        from .explain.cam import default_layer, suggested_layers
 
-        backbone = cam_model(self.detectors[self.heatmap_detector.value]).backbone
+        backbone = self.detectors[self.heatmap_detector.value].cam_backbone
         layers = suggested_layers(backbone)
         default = default_layer(backbone)[0]
         return [default] + [name for name in layers if name != default]
@@ -208,14 +212,15 @@ class ImageProbe:
         was trained on; below, a warning when a detector has only ever seen the kit's own fakes."""
         if not self.p_ai:
             return
-        from .evaluate import training_data
+        from .evaluation.reports import training_data
 
         rows, unproven = [], []
         for name, p in self.p_ai.items():
             data = training_data(self.detectors[name])
             if data.real_world is not True:
                 unproven.append(name)
-            clip = f"{1.0 - 2.0 * p:+.3f}" if self.detectors[name].kind == "clip_head" else "–"
+            score = self.detectors[name].reference_score(p)
+            clip = "–" if score is None else f"{score:+.3f}"
             rows.append(f"<tr><td>{html.escape(name)}</td><td>{p:.3f}</td><td>{clip}</td>"
                         f"<td><b>{html.escape(self.label(p))}</b></td><td>{html.escape(data.text)}</td></tr>")
         note = ""
@@ -241,11 +246,10 @@ class ImageProbe:
         """Grad-CAM of the ``ai`` class for the chosen detector and layer, next to what the model saw."""
         if self.image is None or self.layer.value is None:
             return
-        from .explain import explain, model_view
+        from .explain.cam import explain
 
         result = explain(self.detectors[self.heatmap_detector.value], self.image, layer=self.layer.value)
-        view = model_view(self.image, result.kind)
-        self.heatmap.value = side_by_side(view, result.overlays()[0])
+        self.heatmap.value = side_by_side(result.views[0], result.overlays()[0])
         self.caption.value = html.escape(f"Grad-CAM of the 'ai' score at {result.layer} "
                                          f"({self.heatmap_detector.value}); red = strongest evidence for AI")
 

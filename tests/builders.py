@@ -11,27 +11,30 @@ import torch
 from PIL import Image
 
 from detectlib.config import CLASSES, get_profile
-from detectlib.data import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
-from detectlib.models import Detector, create_timm_model, save_checkpoint
+from detectlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
+from detectlib.models.checkpoints import save_checkpoint
+from detectlib.models.classifier import TimmDetector, create_timm_model
+from detectlib.models.clip_head import FrozenHeadDetector
 
 SMOKE = get_profile("smoke")
 CONVNEXT_SIZE = 64  # stage 2 on a 4 x 4 grid (at the smoke profile's 32 px it is 2 x 2)
 
 
-def convnext_detector(seed: int = 0) -> Detector:
+def convnext_detector(seed: int = 0) -> TimmDetector:
     """The smoke profile's small random ConvNeXt, at 64 px."""
     torch.manual_seed(seed)
     model = create_timm_model(SMOKE.convnext_model, **SMOKE.convnext_kwargs).eval()
-    return Detector("convnext", model, ImageTransform(CONVNEXT_SIZE))
+    return TimmDetector(model, ImageTransform(CONVNEXT_SIZE))
 
 
-def clip_detector(seed: int = 0) -> Detector:
+def clip_detector(seed: int = 0) -> FrozenHeadDetector:
     """The tiny random CLIP ViT (frozen) behind a randomly initialised head."""
-    from detectlib.clip_head import ClipHeadDetector, make_encoder
+    from detectlib.models.clip_head import ClipHeadDetector
+    from detectlib.models.encoders import make_encoder
 
     torch.manual_seed(seed)
     head = ClipHeadDetector(encoder=make_encoder("clip-tiny-random"), weights_path=None).eval()
-    return Detector("clip_head", head, head.transform)
+    return FrozenHeadDetector(head, head.transform)
 
 
 def constant_convnext(path: Path, p_ai: float) -> Path:

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detectlib.audit import (
+from detectlib.config import CLASSES
+from detectlib.data.audit import (
     audit_dataset,
     blockiness,
     jpeg_quality,
     reencode_class,
     sample_thumbnails,
-    thumbnail_grid,
 )
-from detectlib.config import CLASSES
-from detectlib.data import SPLITS, LayoutError
+from detectlib.data.layout import SPLITS, LayoutError
+from detectlib.plots import plot_thumbnail_grid
 
 matplotlib.use("Agg")
 
@@ -169,6 +169,6 @@ def test_thumbnails_one_row_per_generator_and_class(tmp_path):
     groups = sample_thumbnails(root, n=3)
     assert list(groups) == ["ADM ai", "ADM nature", "GLIDE ai", "GLIDE nature"]
     assert all(len(images) == 3 and images[0].shape == (32, 32, 3) for images in groups.values())
-    fig = thumbnail_grid(root, n=3, path=tmp_path / "fig" / "thumbs.png")
+    fig = plot_thumbnail_grid(sample_thumbnails(root, n=3), path=tmp_path / "fig" / "thumbs.png")
     assert len(fig.axes) == 4 * 3
     assert (tmp_path / "fig" / "thumbs.png").stat().st_size > 0

@@ -25,18 +25,16 @@ from badinputs import BAD, NOT_FILES, ODD_GOOD, SPACED_NAME, encoded, make_corpu
 from detectlib import create_full_all as full_all_cli
 from detectlib import create_samples as samples_cli
 from detectlib import evaluate, gradcam_infer, infer, train, train_clip_head
-from detectlib.audit import audit_dataset
 from detectlib.config import CLASSES, get_profile
-from detectlib.data import (
-    ImageFolderDataset,
-    ImageLoadError,
-    LayoutError,
-    build_transforms,
-    image_datasets,
-    load_image,
-)
-from detectlib.dataset_tools import create_full_all, create_samples
-from detectlib.models import CheckpointError, load_checkpoint, load_detector
+from detectlib.data.audit import audit_dataset
+from detectlib.data.datasets import ImageFolderDataset, image_datasets
+from detectlib.data.images import ImageLoadError, load_image
+from detectlib.data.layout import LayoutError
+from detectlib.data.tools import create_full_all, create_samples
+from detectlib.data.transforms import build_transforms
+from detectlib.models.checkpoints import CheckpointError, load_checkpoint
+from detectlib.models.detector import load_detector
+from detectlib.training import convnext
 
 SMOKE = get_profile("smoke")
 # the corpus's extra class folder warns wherever it is read: tests that do not look at warnings ignore it
@@ -94,7 +92,7 @@ def trained(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train.train_convnext(corpus.root, profile=SMOKE, epochs=1, out_dir=out / "models",
+        result = convnext.train_convnext(corpus.root, profile=SMOKE, epochs=1, out_dir=out / "models",
                                       figures_dir=out / "figures", progress=False)
     return SimpleNamespace(result=result, ckpt=result.best_checkpoint, out=out,
                            warnings=[str(w.message) for w in caught])
@@ -244,7 +242,7 @@ def test_an_interrupted_dataset_build_leaves_no_half_file_and_a_rerun_completes(
                                                                                  capsys):
     import shutil
 
-    from detectlib import dataset_tools
+    from detectlib.data import tools
 
     real_copy, calls = shutil.copy2, []
 
@@ -256,7 +254,7 @@ def test_an_interrupted_dataset_build_leaves_no_half_file_and_a_rerun_completes(
         return real_copy(src, dst, **kwargs)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(dataset_tools.shutil, "copy2", dying_copy)
+    monkeypatch.setattr(tools.shutil, "copy2", dying_copy)
     assert full_all_cli.main(["--raw_dir", str(corpus.clean.parent), "--out_dir", str(out)]) == 130
     assert_one_line_error(capsys.readouterr().err, "interrupted")
     done = [p for p in out.rglob("*") if p.is_file()]
@@ -264,7 +262,7 @@ def test_an_interrupted_dataset_build_leaves_no_half_file_and_a_rerun_completes(
     for path in done:  # whatever is there is complete
         assert path.read_bytes() == (corpus.clean / path.parent.parent.name / path.parent.name /
                                      path.name.removeprefix("CLEAN_")).read_bytes()
-    monkeypatch.setattr(dataset_tools.shutil, "copy2", real_copy)
+    monkeypatch.setattr(tools.shutil, "copy2", real_copy)
     assert full_all_cli.main(["--raw_dir", str(corpus.clean.parent), "--out_dir", str(out)]) == 0
     assert f"{len(list(corpus.clean.rglob('*.*'))) - 4} copied, 4 already present" in capsys.readouterr().out
 
@@ -332,8 +330,8 @@ def test_train_cli_skips_and_summarises(corpus, tmp_path, capsys):
 
 # ----------------------------------------------------------------------- frozen-encoder features and head
 def test_embed_folder_skips_bad_files_and_caches_only_good_ones(corpus, tmp_path):
-    from detectlib.clip_head import make_encoder
-    from detectlib.features import embed_folder
+    from detectlib.models.encoders import make_encoder
+    from detectlib.models.features import embed_folder
 
     encoder = make_encoder(ENCODER)
     with no_hang(), warnings.catch_warnings(record=True) as caught:
@@ -349,8 +347,8 @@ def test_embed_folder_skips_bad_files_and_caches_only_good_ones(corpus, tmp_path
 
 
 def test_an_interrupted_cache_write_leaves_no_half_file_and_a_rerun_completes(corpus, tmp_path, monkeypatch):
-    from detectlib.clip_head import make_encoder
-    from detectlib.features import embed_folder
+    from detectlib.models.encoders import make_encoder
+    from detectlib.models.features import embed_folder
 
     encoder, cache, real_save = make_encoder(ENCODER), tmp_path / "cache", torch.save
 

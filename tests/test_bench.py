@@ -2,7 +2,8 @@
 
 import json
 
-from detectlib import bench
+from detectlib import bench as bench_cli
+from detectlib.workflows import bench
 
 KEYS = {"clip_cache_speedup", "draft_decode_speedup", "photo_pipeline_ratio", "draft_wild_auc_shift",
         "clip_b16_vs_onnx_int8", "embed_2proc_speedup", "head_epoch_peak_memory_ratio", "data_wait_share",
@@ -12,7 +13,7 @@ KEYS = {"clip_cache_speedup", "draft_decode_speedup", "photo_pipeline_ratio", "d
 def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--out", str(out)]) == 0
+    assert bench_cli.main(["--quick", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     results = report["results"]
     assert report["profile"] == "smoke" and set(results) == KEYS

@@ -15,11 +15,17 @@ import torch
 from builders import make_tree
 from PIL import Image
 
-from detectlib import clip_head, train_clip_head
-from detectlib.clip_head import ClipHeadDetector, grpClasificador, make_encoder
+from detectlib import train_clip_head
 from detectlib.config import get_profile
-from detectlib.data import load_image
-from detectlib.models import CheckpointError, PretrainedWeightsError, create_timm_model, load_detector
+from detectlib.data.images import load_image
+from detectlib.models import encoders
+from detectlib.models.checkpoints import CheckpointError
+from detectlib.models.classifier import PretrainedWeightsError, create_timm_model
+from detectlib.models.clip_head import ClipHeadDetector, grpClasificador
+from detectlib.models.detector import load_detector
+from detectlib.models.encoders import make_encoder
+from detectlib.training import clip_head
+from detectlib.workflows import bench
 
 SMOKE = get_profile("smoke")
 REPO = Path(__file__).resolve().parents[1]
@@ -44,9 +50,9 @@ def tree(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tree, encoder, tmp_path_factory) -> train_clip_head.ClipHeadResult:
+def trained(tree, encoder, tmp_path_factory) -> clip_head.ClipHeadResult:
     out = tmp_path_factory.mktemp("out")
-    return train_clip_head.train_clip_head(tree, encoder=encoder, epochs=2, profile=SMOKE, out_dir=out,
+    return clip_head.train_clip_head(tree, encoder=encoder, epochs=2, profile=SMOKE, out_dir=out,
                                            progress=False)
 
 
@@ -85,7 +91,7 @@ def test_frozen_encoder_gets_no_gradient_and_does_not_move(encoder, tree):
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head_before = model.head[1].weight.detach().clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    loss = train_clip_head.bce_on_logit(model.logit(model.preprocess(images(tree))), torch.tensor([0] * 4 + [1] * 4))
+    loss = clip_head.bce_on_logit(model.logit(model.preprocess(images(tree))), torch.tensor([0] * 4 + [1] * 4))
     loss.backward()
     optimizer.step()
     assert all(p.grad is None for p in model.encoder.parameters())
@@ -169,21 +175,21 @@ def test_reference_style_whole_module_state_dict_loads(encoder, tmp_path):
 
 
 def test_training_from_the_cache_equals_training_through_the_encoder(trained, tree, encoder, tmp_path):
-    slow = train_clip_head.train_clip_head(tree, encoder=encoder, epochs=2, profile=SMOKE, out_dir=tmp_path,
+    slow = clip_head.train_clip_head(tree, encoder=encoder, epochs=2, profile=SMOKE, out_dir=tmp_path,
                                            use_cache=False, progress=False)
     assert slow.cache_stats is None
     torch.testing.assert_close(slow.detector.head[1].weight, trained.detector.head[1].weight, rtol=0, atol=1e-5)
 
 
 def test_cache_speedup_is_measured(tree, encoder):
-    assert train_clip_head.cache_speedup(tree, encoder=encoder, profile=SMOKE, limit=2) > 1.0
+    assert bench.cache_speedup(tree, encoder=encoder, profile=SMOKE, limit=2) > 1.0
 
 
 def test_reference_metrics_reproduce_the_reference_printout():
     """94 of 98 real photos kept, 99 of 99 fakes caught: the reference's TNR, TPR, F1 and AUC exactly."""
     labels = [1] * 98 + [0] * 99
     scores = [0.9] * 94 + [-0.05] * 4 + [-0.9] * 99
-    text = train_clip_head.format_reference_metrics(train_clip_head.reference_metrics(scores, labels))
+    text = clip_head.format_reference_metrics(clip_head.reference_metrics(scores, labels))
     assert text.splitlines() == [
         "Classification results by class (threshold = 0)",
         "True negative rate: 94 / 98 (95.92%)",
@@ -212,12 +218,12 @@ def test_cli_bad_data_dir_is_one_line_and_exit_2(tmp_path):
 
 
 def test_random_counterpart_names_the_baseline():
-    assert clip_head.random_counterpart("timm:tf_efficientnet_lite0") == "timm:tf_efficientnet_lite0:random"
-    assert clip_head.random_counterpart("clip-tiny-random") == "clip-tiny-random"
+    assert encoders.random_counterpart("timm:tf_efficientnet_lite0") == "timm:tf_efficientnet_lite0:random"
+    assert encoders.random_counterpart("clip-tiny-random") == "clip-tiny-random"
 
 
 def test_compare_encoders_trains_one_head_per_distinct_encoder(tree, encoder, tmp_path):
-    runs = train_clip_head.compare_encoders(tree, [encoder, "clip-tiny-random"], out_dir=tmp_path, profile=SMOKE,
+    runs = clip_head.compare_encoders(tree, [encoder, "clip-tiny-random"], out_dir=tmp_path, profile=SMOKE,
                                             epochs=1, progress=False)
     assert list(runs) == ["clip-tiny-random"]
     assert (tmp_path / "clip-tiny-random" / "modelo_final.pth").is_file()
@@ -232,7 +238,7 @@ def test_reference_class_takes_the_profiles_encoder(monkeypatch, tmp_path):
 
 def test_a_bare_head_is_described_by_its_width():
     """The demo writes modelo_final.pth as a bare head over ViT-B/16 (768-d); the reference's is 1024-d (ViT-L/14)."""
-    from detectlib.models import describe_bare_state_dict
+    from detectlib.models.checkpoints import describe_bare_state_dict
 
     for width, arch in ((768, "openai/clip-vit-base-patch16"), (1024, "openai/clip-vit-large-patch14")):
         ckpt = describe_bare_state_dict({"head.1.weight": torch.zeros(1, width), "head.1.bias": torch.zeros(1)})
@@ -254,11 +260,11 @@ def test_bfloat16_precision_stays_close_to_float32_and_has_its_own_cache_key(tre
 
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
-        clip_head.ClipVisionEncoder(make_encoder("clip-tiny-random").model, "x", "x", precision="int4")
+        encoders.ClipVisionEncoder(make_encoder("clip-tiny-random").model, "x", "x", precision="int4")
 
 
 def test_the_cache_key_names_the_decode_mode(encoder):
-    from detectlib.data import full_decode
+    from detectlib.data.images import full_decode
 
     assert f"decode=jpeg-draft>={encoder.input_size}" in encoder.cache_key
     with full_decode():

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from detectlib import clip_onnx
-from detectlib.models import PretrainedWeightsError
+from detectlib.models import clip_onnx
+from detectlib.models.classifier import PretrainedWeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,23 +12,17 @@ import torch
 from PIL import Image
 
 from detectlib.config import CLASSES
-from detectlib.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageFolderDataset,
+from detectlib.data.datasets import ImageFolderDataset, image_datasets
+from detectlib.data.images import (
     ImageLoadError,
-    ImageTransform,
-    LayoutError,
-    build_transforms,
-    check_layout,
     decode_mode,
     decode_side_of,
-    discover_generators,
     full_decode,
-    image_datasets,
     is_image_file,
     load_image,
 )
+from detectlib.data.layout import LayoutError, check_layout, discover_generators
+from detectlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, build_transforms
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -243,7 +237,7 @@ def test_residual_input_is_the_image_minus_its_coarse_copy():
     """NPR's residual by hand: each pixel minus the top-left pixel of its 2x2 block, times the gain."""
     import torch
 
-    from detectlib.data import RESIDUAL_GAIN, ImageTransform, residual
+    from detectlib.data.transforms import RESIDUAL_GAIN, ImageTransform, residual
 
     x = torch.arange(2 * 5 * 6, dtype=torch.float32).reshape(2, 5, 6) ** 1.5  # odd height on purpose
     expected = torch.empty_like(x)

@@ -13,8 +13,8 @@ import pytest
 from detectlib import create_full_all as full_all_cli
 from detectlib import create_samples as samples_cli
 from detectlib.config import CLASSES
-from detectlib.data import SPLITS, list_class_images
-from detectlib.dataset_tools import create_full_all, create_samples
+from detectlib.data.layout import SPLITS, list_class_images
+from detectlib.data.tools import create_full_all, create_samples
 
 GENS = ("ADM", "BigGAN")
 PER_FOLDER = 5

@@ -12,9 +12,12 @@ import pytest
 import torch
 from builders import make_tree
 
-from detectlib import embed, features
-from detectlib.clip_head import make_encoder
-from detectlib.data import LayoutError
+from detectlib import embed
+from detectlib.data import layout
+from detectlib.data.layout import LayoutError
+from detectlib.models import features
+from detectlib.models.encoders import make_encoder
+from detectlib.workflows import embedding
 
 ENCODER = "clip-tiny-random"
 
@@ -32,7 +35,7 @@ def _vectors(cache, encoder) -> dict[str, torch.Tensor]:
 
 def test_two_processes_under_torchrun_equal_one(encoder, tmp_path):
     tree = make_tree(tmp_path / "GEN", n_train=5, n_val=3)
-    single = embed.embed_dataset(tree, encoder, tmp_path / "one", batch_size=4)
+    single = embedding.embed_dataset(tree, encoder, tmp_path / "one", batch_size=4)
     assert (single.images, single.encoded, single.hits, single.processes) == (16, 16, 0, 1)
     env = {**os.environ, "DETECTLIB_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "DETECTLIB_ROOT": str(tmp_path)}
@@ -54,8 +57,8 @@ def test_two_processes_under_torchrun_equal_one(encoder, tmp_path):
 
 def test_a_second_run_encodes_nothing_and_a_folder_read_is_one_mapped_block(encoder, tmp_path):
     split = make_tree(tmp_path / "GEN") / "val"
-    embed.embed_dataset(split, encoder, tmp_path / "cache")
-    again = embed.embed_dataset(split, encoder, tmp_path / "cache")
+    embedding.embed_dataset(split, encoder, tmp_path / "cache")
+    again = embedding.embed_dataset(split, encoder, tmp_path / "cache")
     assert (again.hits, again.encoded, again.shard) == (8, 0, None)
     store = features.EmbeddingStore(tmp_path / "cache", encoder.cache_key)
     (shard,) = store.shard_files()
@@ -77,7 +80,7 @@ def test_another_versions_cache_is_refused_naming_the_file_and_the_fix(encoder, 
 def test_a_folder_that_is_no_dataset_is_one_line(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(LayoutError, match="neither a split folder"):
-        embed.dataset_samples(tmp_path / "x")
+        layout.dataset_samples(tmp_path / "x")
     assert embed.main([str(tmp_path / "x")]) == 2
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from detectlib import esrgan
 from detectlib.config import get_paths, get_profile
+from detectlib.data import esrgan, layout
 
 RUNTIME_APT = "apt-get install -y libvulkan1 libomp5-14"
 
@@ -143,7 +143,7 @@ def test_family_fakes_are_deterministic_upscales_of_their_sources(model_files):
 
 def test_resampling_control_is_labelled_nature_outside_raw(tmp_path):
     paths = get_paths("smoke", root=tmp_path)
-    out = esrgan.control_dir(paths)
+    out = layout.control_dir(raw_root=paths.raw) / "val" / "nature"
     assert out == paths.data / "controls" / "BICUBIC" / "val" / "nature"
     assert paths.raw not in out.parents
     sources = photo_patches(16, 5)

@@ -14,10 +14,15 @@ from builders import constant_clip_head, constant_convnext
 from PIL import Image
 from torch import nn
 
-from detectlib import evaluate, metrics
+from detectlib import evaluate, labels
 from detectlib.config import CLASSES
-from detectlib.data import ImageTransform, LayoutError, SkippedFileWarning
-from detectlib.models import Detector
+from detectlib.data import layout
+from detectlib.data.images import SkippedFileWarning
+from detectlib.data.layout import LayoutError
+from detectlib.data.transforms import ImageTransform
+from detectlib.evaluation import metrics, reports, robustness, scoring
+from detectlib.models.classifier import TimmDetector
+from detectlib.workflows import bench, transfer
 
 
 class ColourModel(nn.Module):
@@ -31,8 +36,8 @@ class ColourModel(nn.Module):
         return torch.stack([x[:, 0].mean((1, 2)), x[:, 1].mean((1, 2))], dim=1) * self.scale
 
 
-def colour_detector() -> Detector:
-    return Detector("convnext", ColourModel().eval(), ImageTransform(32, mean=(0, 0, 0), std=(1, 1, 1)))
+def colour_detector() -> TimmDetector:
+    return TimmDetector(ColourModel().eval(), ImageTransform(32, mean=(0, 0, 0), std=(1, 1, 1)))
 
 
 def tinted(folder, n: int, channel: int, seed: int) -> None:
@@ -64,7 +69,7 @@ def raw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scores(raw):
-    return evaluate.score_folder(colour_detector(), raw / "raw" / "AAA", "val", batch_size=3)
+    return scoring.score_folder(colour_detector(), raw / "raw" / "AAA", "val", batch_size=3)
 
 
 def test_score_folder_labels_every_image_through_the_whole_pipeline(scores, raw):
@@ -76,20 +81,20 @@ def test_score_folder_labels_every_image_through_the_whole_pipeline(scores, raw)
 
 
 def test_a_control_folder_may_hold_one_class_but_not_none(raw, tmp_path):
-    control = evaluate.score_folder(colour_detector(), raw / "controls" / "BICUBIC", "val")
+    control = scoring.score_folder(colour_detector(), raw / "controls" / "BICUBIC", "val")
     assert control.y_true.tolist() == [1, 1, 1]
-    scored = evaluate.score_control(colour_detector(), raw / "controls" / "BICUBIC")
+    scored = scoring.score_control(colour_detector(), raw / "controls" / "BICUBIC")
     assert scored.name == "BICUBIC" and metrics.rates_at(scored.y_true, scored.p_ai).fpr == 0.0
     (tmp_path / "val" / "dogs").mkdir(parents=True)
     with pytest.raises(LayoutError, match="no ai/ or nature/"):
-        evaluate.score_folder(colour_detector(), tmp_path, "val")
+        scoring.score_folder(colour_detector(), tmp_path, "val")
 
 
 def test_unreadable_files_are_skipped_and_named(raw, tmp_path):
     make_generator(tmp_path / "GEN")
     (tmp_path / "GEN" / "val" / "ai" / "zz_broken.png").write_bytes(b"not a png")
     with pytest.warns(SkippedFileWarning) as caught:  # the policy: each file with its reason, then a summary
-        scores = evaluate.score_folder(colour_detector(), tmp_path / "GEN", "val")
+        scores = scoring.score_folder(colour_detector(), tmp_path / "GEN", "val")
     assert str(caught[-1].message) == "skipped 1 unreadable file: zz_broken.png"
     assert len(scores) == 8 and len(scores.y_true) == 8
     assert scores.skipped[0][0].name == "zz_broken.png"
@@ -97,34 +102,34 @@ def test_unreadable_files_are_skipped_and_named(raw, tmp_path):
 
 def test_per_generator_table_has_a_row_per_generator_and_the_control_beside(raw):
     detector = colour_detector()
-    scores = {"colour": evaluate.score_generators(detector, raw / "raw")}
-    control = {"colour": evaluate.score_control(detector, raw / "controls" / "BICUBIC")}
-    rows = evaluate.per_generator_table(scores, control)
+    scores = {"colour": scoring.score_generators(detector, raw / "raw")}
+    control = {"colour": scoring.score_control(detector, raw / "controls" / "BICUBIC")}
+    rows = reports.per_generator_table(scores, control)
     assert [r["generator"] for r in rows] == ["AAA", "BBB", "CCC", "BICUBIC (control)"]
     assert all(r["accuracy"] == 1.0 and r["auc"] == 1.0 for r in rows[:3])
     assert rows[3]["n"] == 3 and rows[3]["fpr"] == 0.0
-    text = evaluate.format_table(rows, ["generator", "n", "accuracy", "auc", "fpr"])
+    text = labels.format_table(rows, ["generator", "n", "accuracy", "auc", "fpr"])
     assert text.splitlines()[4].split() == ["BICUBIC", "(control)", "3", "1.000", "-", "0.000"]
 
 
 def test_pooling_concatenates_generators_in_order(raw, tmp_path):
-    sets = evaluate.score_generators(colour_detector(), raw / "raw")
-    pooled = evaluate.Scores.pooled(list(sets.values()))
+    sets = scoring.score_generators(colour_detector(), raw / "raw")
+    pooled = scoring.Scores.pooled(list(sets.values()))
     assert len(pooled) == 24 and pooled.paths[8] == sets["BBB"].paths[0]
     assert pooled.y_true.tolist() == ([0] * 4 + [1] * 4) * 3 and pooled.summary()["auc"] == 1.0
     with pytest.raises(LayoutError, match="no generator folders"):
-        evaluate.score_generators(colour_detector(), tmp_path)
+        scoring.score_generators(colour_detector(), tmp_path)
 
 
 def test_val_test_halves_are_disjoint_and_stratified(scores):
-    val, test = evaluate.split_val_test(scores, seed=0)
+    val, test = reports.split_val_test(scores, seed=0)
     assert (val.split, test.split) == ("val", "test")
     assert not set(val.paths) & set(test.paths) and len(val) + len(test) == len(scores)
     assert sorted(val.y_true.tolist()) == sorted(test.y_true.tolist()) == [0, 0, 1, 1]
 
 
 def _scored(y, p, split, names):
-    return evaluate.Scores(np.array(y), np.array(p, dtype=float), [f"{n}.png" for n in names], split)
+    return scoring.Scores(np.array(y), np.array(p, dtype=float), [f"{n}.png" for n in names], split)
 
 
 def test_the_threshold_never_depends_on_test_scores():
@@ -132,7 +137,7 @@ def test_the_threshold_never_depends_on_test_scores():
     choices = []
     for p_test in ([0.8, 0.6, 0.3, 0.2], [0.31, 0.30, 0.29, 0.05], [0.0, 0.0, 1.0, 1.0]):
         test = _scored([0, 0, 1, 1], p_test, "test", "efgh")
-        choice, rates = evaluate.honest_threshold(val, test)
+        choice, rates = reports.honest_threshold(val, test)
         choices.append(choice.threshold)
         assert rates == metrics.rates_at(test.y_true, test.p_ai, choice.threshold)
     assert choices == [pytest.approx(0.375)] * 3  # (0.4 + 0.35) / 2, whatever the test set holds
@@ -141,15 +146,15 @@ def test_the_threshold_never_depends_on_test_scores():
 def test_honest_threshold_refuses_a_test_split_or_shared_images():
     val = _scored([0, 1], [0.9, 0.1], "val", "ab")
     with pytest.raises(ValueError, match="not on a split named 'test'"):
-        evaluate.honest_threshold(_scored([0, 1], [0.9, 0.1], "test", "ab"), val)
+        reports.honest_threshold(_scored([0, 1], [0.9, 0.1], "test", "ab"), val)
     with pytest.raises(ValueError, match="share 1 image"):
-        evaluate.honest_threshold(val, _scored([0, 1], [0.9, 0.1], "test", "bc"))
+        reports.honest_threshold(val, _scored([0, 1], [0.9, 0.1], "test", "bc"))
 
 
 def test_the_leak_flatters_test_accuracy():
     val = _scored([0, 0, 1, 1, 0, 1], [0.9, 0.6, 0.4, 0.1, 0.7, 0.2], "val", "abcdef")
     test = _scored([0, 0, 1, 1], [0.45, 0.35, 0.3, 0.2], "test", "ghij")
-    honest, leaked = evaluate.threshold_report(val, test)
+    honest, leaked = reports.threshold_report(val, test)
     assert honest["threshold"] == pytest.approx(0.5) and honest["test accuracy"] == pytest.approx(0.5)
     assert leaked["threshold"] == pytest.approx(0.325) and leaked["test accuracy"] == 1.0
 
@@ -158,23 +163,23 @@ def test_perturbations_do_what_they_say():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     pixels = np.asarray(image, dtype=float)
-    assert evaluate.Perturbation()(image) is image
-    jpeg = evaluate.Perturbation("jpeg", 30)(image)
+    assert robustness.Perturbation()(image) is image
+    jpeg = robustness.Perturbation("jpeg", 30)(image)
     assert jpeg.mode == "RGB" and jpeg.size == (32, 32) and np.abs(np.asarray(jpeg, float) - pixels).mean() > 5
-    assert evaluate.Perturbation("downscale", 0.25)(image).size == (8, 8)
-    assert np.asarray(evaluate.Perturbation("blur", 2)(image), float).std() < pixels.std() / 2
-    assert [p.label for p in evaluate.ROBUSTNESS_SWEEP] == [
+    assert robustness.Perturbation("downscale", 0.25)(image).size == (8, 8)
+    assert np.asarray(robustness.Perturbation("blur", 2)(image), float).std() < pixels.std() / 2
+    assert [p.label for p in robustness.ROBUSTNESS_SWEEP] == [
         "original", "JPEG q=95", "JPEG q=75", "JPEG q=50", "JPEG q=30", "downscale x0.5", "downscale x0.25",
         "blur σ=1", "blur σ=2", "blur σ=3"]
     with pytest.raises(ValueError, match="unknown perturbation"):
-        evaluate.Perturbation("rotate", 90)(image)
+        robustness.Perturbation("rotate", 90)(image)
 
 
 def test_robustness_sweep_scores_every_detector_under_every_edit(raw):
-    sweep = (evaluate.Perturbation(), evaluate.Perturbation("blur", 3), evaluate.Perturbation("downscale", 0.25))
-    rows = evaluate.robustness_sweep({"colour": colour_detector()}, raw / "raw" / "AAA", perturbations=sweep,
+    sweep = (robustness.Perturbation(), robustness.Perturbation("blur", 3), robustness.Perturbation("downscale", 0.25))
+    rows = robustness.robustness_sweep({"colour": colour_detector()}, raw / "raw" / "AAA", perturbations=sweep,
                                      max_per_class=2)
-    assert evaluate.score_folder(colour_detector(), raw / "raw" / "AAA", max_per_class=2).y_true.tolist() == [
+    assert scoring.score_folder(colour_detector(), raw / "raw" / "AAA", max_per_class=2).y_true.tolist() == [
         0, 0, 1, 1]
     assert [(r["detector"], r["kind"]) for r in rows] == [("colour", "none"), ("colour", "blur"),
                                                           ("colour", "downscale")]
@@ -182,14 +187,14 @@ def test_robustness_sweep_scores_every_detector_under_every_edit(raw):
 
 
 def test_pipeline_vs_model_throughput_reports_consistent_numbers(scores):
-    bench = evaluate.pipeline_vs_model_throughput(colour_detector(), scores.paths, batch_size=4, repeats=1,
+    measured = bench.pipeline_vs_model_throughput(colour_detector(), scores.paths, batch_size=4, repeats=1,
                                                  min_seconds=0)
-    assert bench["images"] == 8 and bench["rounds"] == 1
-    assert bench["pipeline_img_s"] > 0 and bench["model_img_s"] > 0
-    assert bench["ratio"] == pytest.approx(bench["pipeline_img_s"] / bench["model_img_s"])
+    assert measured["images"] == 8 and measured["rounds"] == 1
+    assert measured["pipeline_img_s"] > 0 and measured["model_img_s"] > 0
+    assert measured["ratio"] == pytest.approx(measured["pipeline_img_s"] / measured["model_img_s"])
     # the ceiling of a pipeline that decodes and runs the model in turn: 1 / (1 + model rate / decode rate)
-    ceiling = 1 / (1 + bench["model_img_s"] / bench["decode_img_s"])
-    assert bench["serial_ceiling"] == pytest.approx(ceiling) and 0 < ceiling < 1
+    ceiling = 1 / (1 + measured["model_img_s"] / measured["decode_img_s"])
+    assert measured["serial_ceiling"] == pytest.approx(ceiling) and 0 < ceiling < 1
 
 
 def test_infer_latency_alternates_the_floor_and_the_command(monkeypatch):
@@ -198,7 +203,7 @@ def test_infer_latency_alternates_the_floor_and_the_command(monkeypatch):
 
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda command, **kw: calls.append(command))
-    result = evaluate.infer_latency_vs_import_floor("x.jpg", "m.pth", runs=2)
+    result = bench.infer_latency_vs_import_floor("x.jpg", "m.pth", runs=2)
     assert [c[1:3] for c in calls] == [["-c", "import torch, timm"], ["-m", "detectlib.infer"]] * 2
     assert calls[1] == [sys.executable, "-m", "detectlib.infer", "--image_path", "x.jpg", "--model_path", "m.pth"]
     assert result["ratio"] == pytest.approx(result["infer_s"] / result["floor_s"])
@@ -206,7 +211,7 @@ def test_infer_latency_alternates_the_floor_and_the_command(monkeypatch):
 
 def test_off_diagonal_mean_is_the_generalisation_number():
     auc = np.array([[1.0, 0.6], [0.7, 0.9]])
-    cg = evaluate.CrossGenerator(["A", "B"], ["A", "B"], auc, auc, np.array([0.1, np.nan]), "enc")
+    cg = transfer.CrossGenerator(["A", "B"], ["A", "B"], auc, auc, np.array([0.1, np.nan]), "enc")
     assert cg.off_diagonal() == pytest.approx(0.65) and cg.diagonal() == pytest.approx(0.95)
     assert cg.rows()[0] == {"trained on": "A", "auc A": 1.0, "auc B": 0.6, "control FPR": 0.1}
 
@@ -239,7 +244,7 @@ def test_cli_prints_the_report_and_confusion_matrix_and_saves_the_figure(raw, re
 
 
 def test_cli_defaults_to_the_dataset_the_checkpoint_was_trained_on(raw, tmp_path, capsys, monkeypatch):
-    from detectlib.models import load_checkpoint, save_checkpoint
+    from detectlib.models.checkpoints import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(constant_convnext(tmp_path / "a.pth", 0.9))
     ckpt["config"] = {"data_dir": str(raw / "raw" / "BBB")}
@@ -274,7 +279,7 @@ def test_cli_recognises_a_clip_head_checkpoint(raw, tmp_path, capsys):
 
 def test_cross_generator_matrix_trains_one_head_per_generator(raw, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))  # the embedding cache goes to tmp_path, not .smoke/
-    cg = evaluate.cross_generator_matrix(raw / "raw", encoder="clip-tiny-random", profile="smoke",
+    cg = transfer.cross_generator_matrix(raw / "raw", encoder="clip-tiny-random", profile="smoke",
                                          control=raw / "controls" / "BICUBIC", epochs=1, out_dir=tmp_path / "heads")
     assert cg.train_generators == cg.test_generators == ["AAA", "BBB", "CCC"]
     assert cg.auc.shape == cg.accuracy.shape == (3, 3) and cg.encoder == "clip-tiny-random"
@@ -283,7 +288,7 @@ def test_cross_generator_matrix_trains_one_head_per_generator(raw, tmp_path, mon
     assert all((tmp_path / "heads" / g / "clip_head.pth").is_file() for g in cg.train_generators)
     assert any((tmp_path / ".smoke" / "cache" / "embeddings").iterdir())
     with pytest.raises(LayoutError, match="two or more"):
-        evaluate.cross_generator_matrix(raw / "raw", generators=["AAA"], encoder="clip-tiny-random")
+        transfer.cross_generator_matrix(raw / "raw", generators=["AAA"], encoder="clip-tiny-random")
 
 
 def test_a_seeded_sample_spreads_over_a_merged_folder(tmp_path):
@@ -294,11 +299,12 @@ def test_a_seeded_sample_spreads_over_a_merged_folder(tmp_path):
         for gen in ("AE", "DCGAN", "ESRGAN"):
             for i in range(10):
                 Image.new("RGB", (8, 8)).save(folder / f"{gen}_{i:02d}.png")
-    first, _ = evaluate.labelled_files(tmp_path / "val", 6)
-    assert {p.name.split("_")[0] for p in first} == {"AE"}
-    sample, labels = evaluate.labelled_files(tmp_path / "val", 6, seed=0)
-    assert len({p.name.split("_")[0] for p in sample}) > 1 and labels == [0] * 6 + [1] * 6
-    assert evaluate.labelled_files(tmp_path / "val", 6, seed=0)[0] == sample  # seeded: the same images again
+    first = layout.class_samples(tmp_path / "val", 6)
+    assert {path.name.split("_")[0] for path, _ in first} == {"AE"}
+    sample = layout.class_samples(tmp_path / "val", 6, seed=0)
+    assert len({path.name.split("_")[0] for path, _ in sample}) > 1
+    assert [label for _, label in sample] == [0] * 6 + [1] * 6
+    assert layout.class_samples(tmp_path / "val", 6, seed=0) == sample  # seeded: the same images again
 
 
 def test_unchosen_scores_replace_a_best_checkpoint_by_its_last_epoch(tmp_path):
@@ -311,7 +317,7 @@ def test_unchosen_scores_replace_a_best_checkpoint_by_its_last_epoch(tmp_path):
     constant_convnext(run / "epoch_1.pth", 0.2)
     last = constant_convnext(run / "epoch_2.pth", 0.3)
     head = constant_clip_head(tmp_path / "head" / "clip_head.pth", 0.6)
-    scored = {"ConvNeXt": evaluate.Scores(np.zeros(1, int), np.zeros(1), [best]), "head": "kept as scored"}
-    out = evaluate.unchosen_scores({"ConvNeXt": best, "head": head}, raw, scored)
+    scored = {"ConvNeXt": scoring.Scores(np.zeros(1, int), np.zeros(1), [best]), "head": "kept as scored"}
+    out = reports.unchosen_scores({"ConvNeXt": best, "head": head}, raw, scored)
     assert out["head"] == "kept as scored"  # no best.pth: nothing chose it
     assert out["ConvNeXt"].name == f"ConvNeXt ({last.name})" and np.allclose(out["ConvNeXt"].p_ai, 0.3)

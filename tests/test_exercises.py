@@ -14,13 +14,14 @@ import pytest
 
 import detectlib as dl
 from detectlib import exercises
+from detectlib.exercises import build_dataset, core, evaluate, gradcam_explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [(lesson, q) for lesson in exercises.LESSONS.values() for q in lesson]
 IDS = [f"{lesson.notebook[:2]}-{q.label}" for lesson, q in QUESTIONS]
 
 
-def _run(lesson: exercises.Lesson, question: exercises.Question, code: str) -> dict:
+def _run(lesson: core.Lesson, question: core.Question, code: str) -> dict:
     """A namespace as the notebook has it at the check cell: the first cell, the question's setup, then ``code``."""
     ns = {"dl": dl, "ex": lesson}
     exec(question.setup, ns)
@@ -46,14 +47,14 @@ def lesson_runs(tmp_path_factory):
         mp.setenv("DETECTLIB_ROOT", str(root))
         mp.setenv("DETECTLIB_PROFILE", "smoke")
         profile = dl.get_profile()
-        raw = dl.synth.ensure_demo_dataset(profile)
-        full = dl.dataset_tools.create_full_all(raw, raw / "ALL_full").out_dir
-        dl.train.train_convnext(full, profile=profile, progress=False)
+        raw = dl.data.ensure_demo_dataset(profile)
+        full = dl.data.create_full_all(raw, raw / "ALL_full").out_dir
+        dl.training.train_convnext(full, profile=profile, progress=False)
         generators = [raw / name for name in dl.data.discover_generators(raw)]
-        dl.train_clip_head.compare_encoders(generators, [profile.encoder,
-                                                         dl.clip_head.random_counterpart(profile.encoder)],
+        dl.training.compare_encoders(generators, [profile.encoder,
+                                                         dl.models.random_counterpart(profile.encoder)],
                                             profile=profile, progress=False)
-        dl.wild.build_wild(profile, verbose=False)
+        dl.data.build_wild(profile, verbose=False)
         yield root
 
 
@@ -195,11 +196,11 @@ WRONG = [
     ("04", "q2", "def youden_threshold(y, p):\n    return 0.5\ntest_tpr = test_tnr = 0.5", "the default"),
     ("04", "q2", "import numpy as np\ndef youden_threshold(y, p):\n"
                  "    return max(np.unique(p), key=lambda t: ((p >= t) & (y == 0)).mean() - ((p >= t) & (y == 1)).mean())\n"
-                 "r = dl.metrics.rates_at(y_test, p_test, youden_threshold(y_test, p_test))\n"
+                 "r = dl.evaluation.rates_at(y_test, p_test, youden_threshold(y_test, p_test))\n"
                  "test_tpr, test_tnr = r.tpr, r.tnr", "leak"),
     ("04", "q2", "import numpy as np\ndef youden_threshold(y, p):\n"
                  "    return max(np.unique(p), key=lambda t: ((p >= t) & (y == 0)).mean() - ((p >= t) & (y == 1)).mean())\n"
-                 "r = dl.metrics.rates_at(y_val, p_val, youden_threshold(y_val, p_val))\n"
+                 "r = dl.evaluation.rates_at(y_val, p_val, youden_threshold(y_val, p_val))\n"
                  "test_tpr, test_tnr = r.tpr, r.tnr", "*validation* rates"),
     ("04", "q3", "def auc_by_pairs(y, p):\n    f, r = p[y == 0][:, None], p[y == 1][None, :]\n"
                  "    return (r > f).mean() + (r == f).mean() / 2\n", "1 - AUC"),
@@ -239,7 +240,7 @@ def test_a_typical_mistake_gets_specific_feedback(lesson, label, code, says, cap
 
 
 def test_strict_mode_raises_unless_right_for_the_reference_section_under_nbval(capsys):
-    question = exercises.lesson04.q4
+    question = evaluate.lesson04.q4
     with pytest.raises(AssertionError, match="q4 .* not attempted"):
         question.check(..., ..., strict=True)
     with pytest.raises(AssertionError, match="q4 .* wrong: .*whole matrix"):
@@ -256,33 +257,33 @@ def test_every_question_has_a_typical_mistake_tested():
 # writes by calling the very function the checker compares with. Every one must fail, naming that function.
 SHORTCUTS = [
     ("01", "q3", "def formats_warn(ai, nature):\n    import tempfile, pathlib\n"
-                 "    return bool(dl.audit.audit_dataset(pathlib.Path(tempfile.mkdtemp())).warnings)\n",
-     "dl.audit.audit_dataset"),
-    ("01", "q4", "def block_ratio(grey):\n    return dl.audit.blockiness(grey)\n", "dl.audit.blockiness"),
+                 "    return bool(dl.data.audit_dataset(pathlib.Path(tempfile.mkdtemp())).warnings)\n",
+     "dl.data.audit_dataset"),
+    ("01", "q4", "def block_ratio(grey):\n    return dl.data.blockiness(grey)\n", "dl.data.blockiness"),
     ("02", "q2", "val_transform = dl.data.build_transforms(IMG_SIZE)['val']", "dl.data.ImageTransform.__call__"),
     ("02", "q2", "def val_transform(image):\n    return dl.data.build_transforms(IMG_SIZE)['val'](image)\n",
      "dl.data.build_transforms"),
-    ("02", "q4", "def pick_best(rows):\n    return dl.train.History(rows).best()['epoch']\noverfit_from = 5",
-     "dl.train.History.best"),
-    ("03", "q2", "def image_key(path):\n    return dl.features.file_digest(path)\n", "dl.features.file_digest"),
+    ("02", "q4", "def pick_best(rows):\n    return dl.training.History(rows).best()['epoch']\noverfit_from = 5",
+     "dl.training.History.best"),
+    ("03", "q2", "def image_key(path):\n    return dl.models.file_digest(path)\n", "dl.models.file_digest"),
     ("03", "q3", "import torch\nfrom builders import clip_detector\n"
                  "def p_ai_from_score(score):\n"
                  "    return clip_detector().p_ai(torch.as_tensor(score)).numpy()\n", "dl.models.Detector.p_ai"),
     ("03", "q4", "def label_from_score(score):\n    return dl.labels.predicted_class((1 - score) / 2)\n",
      "dl.labels.predicted_class"),
-    ("04", "q1", "def rates(y, p, t):\n    r = dl.metrics.rates_at(y, p, t)\n    return r.tpr, r.tnr\n",
-     "dl.metrics.rates_at"),
-    ("04", "q1", "def rates(y, p, t):\n    cm = dl.metrics.confusion_matrix(y, p, t)\n"
-                 "    return cm[0, 0] / cm[0].sum(), cm[1, 1] / cm[1].sum()\n", "dl.metrics.confusion_matrix"),
-    ("04", "q2", "def youden_threshold(y, p):\n    return dl.metrics.choose_threshold(y, p, rule='youden').threshold\n"
-                 "test_tpr = test_tnr = 0.5", "dl.metrics.choose_threshold"),
-    ("04", "q3", "def auc_by_pairs(y, p):\n    return dl.metrics.roc_auc(y, p)\n", "dl.metrics.roc_auc"),
+    ("04", "q1", "def rates(y, p, t):\n    r = dl.evaluation.rates_at(y, p, t)\n    return r.tpr, r.tnr\n",
+     "dl.evaluation.rates_at"),
+    ("04", "q1", "def rates(y, p, t):\n    cm = dl.evaluation.confusion_at_threshold(y, p, t)\n"
+                 "    return cm[0, 0] / cm[0].sum(), cm[1, 1] / cm[1].sum()\n", "dl.evaluation.confusion_at_threshold"),
+    ("04", "q2", "def youden_threshold(y, p):\n    return dl.evaluation.choose_threshold(y, p, rule='youden').threshold\n"
+                 "test_tpr = test_tnr = 0.5", "dl.evaluation.choose_threshold"),
+    ("04", "q3", "def auc_by_pairs(y, p):\n    return dl.evaluation.roc_auc(y, p)\n", "dl.evaluation.roc_auc"),
     ("04", "q3", "from sklearn.metrics import roc_auc_score\n"
                  "def auc_by_pairs(y, p):\n    import sklearn.metrics\n"
                  "    return sklearn.metrics.roc_auc_score(1 - y, p)\n", "sklearn.metrics.roc_auc_score"),
     ("04", "q4", "def off_diagonal_mean(auc):\n"
-                 "    return dl.evaluate.CrossGenerator(['a'] * len(auc), ['b'] * len(auc), auc, auc, auc[0], '')"
-                 ".off_diagonal()\nmost_general = 'GLIDE'", "dl.evaluate.CrossGenerator.off_diagonal"),
+                 "    return dl.workflows.CrossGenerator(['a'] * len(auc), ['b'] * len(auc), auc, auc, auc[0], '')"
+                 ".off_diagonal()\nmost_general = 'GLIDE'", "dl.workflows.CrossGenerator.off_diagonal"),
     ("05", "q3", "def minmax(maps):\n    return dl.explain.normalise(maps)\n", "dl.explain.normalise"),
     ("05", "q4", "def hottest(cam, k):\n    return dl.explain.hottest_mask(cam, k)\n", "dl.explain.hottest_mask"),
 ]
@@ -301,7 +302,7 @@ def test_a_shortcut_hidden_in_a_try_block_is_still_caught_and_the_library_is_res
            "        return maps\n"
     result, out = _check(capsys, "05", "q3", code)
     assert result.status == "wrong" and "dl.explain.normalise" in out
-    maps = exercises.lesson05.q3.data()
+    maps = gradcam_explorer.lesson05.q3.data()
     assert dl.explain.normalise(maps).max() == 1  # the tripwire is gone after the check
 
 
@@ -334,16 +335,16 @@ def test_a_prediction_before_the_lesson_ran_says_which_lesson_to_run(lesson, que
 
 
 def test_the_inputs_are_fresh_copies_a_learner_cannot_spoil():
-    lesson = exercises.lesson05
+    lesson = gradcam_explorer.lesson05
     spoilt = lesson.q1.data()
     spoilt.gradients.zero_()
     assert lesson.q1.data().gradients.abs().sum() > 0
-    assert exercises.lesson01.q1.data() == exercises.lesson01.q1.data()
+    assert build_dataset.lesson01.q1.data() == build_dataset.lesson01.q1.data()
 
 
 def test_the_questions_keep_their_lessons_apart():
     with pytest.raises(AttributeError, match="no question 'q9'"):
-        exercises.lesson01.q9  # noqa: B018
+        build_dataset.lesson01.q9  # noqa: B018
     assert [lesson.notebook for lesson in exercises.LESSONS.values()] == [
         p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     ]
@@ -353,7 +354,7 @@ def _code_cells(path: Path) -> list[str]:
     return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
-def _notebooks(lesson: exercises.Lesson) -> tuple[Path, Path]:
+def _notebooks(lesson: core.Lesson) -> tuple[Path, Path]:
     folder = ROOT / "notebooks" / "exercises"
     return folder / f"{lesson.notebook}_exercises.ipynb", folder / "solutions" / f"{lesson.notebook}_solutions.ipynb"
 

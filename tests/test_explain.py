@@ -17,7 +17,8 @@ from torch import nn
 
 from detectlib import explain
 from detectlib.config import CLASSES
-from detectlib.models import Detector, create_timm_model
+from detectlib.models.classifier import create_timm_model
+from detectlib.models.detector import Detector
 
 
 def noise_images(n: int, size: tuple[int, int] = (48, 40), seed: int = 0) -> list[Image.Image]:
@@ -75,7 +76,7 @@ class _ClipScores(nn.Module):
 
 
 def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
-    """Written independently of ``explain.tokens_to_grid``: 64 px / patch 8 = an 8 x 8 grid after the CLS token."""
+    """Written independently of ``cam.tokens_to_grid``: 64 px / patch 8 = an 8 x 8 grid after the CLS token."""
     return tokens[:, 1:].reshape(tokens.shape[0], 8, 8, tokens.shape[2]).permute(0, 3, 1, 2)
 
 
@@ -236,7 +237,7 @@ def test_deletion_check_finds_the_planted_corner():
 
 def test_deletion_check_returns_the_documented_numbers(convnext, images):
     result = explain.explain(convnext, images[:1])
-    probability = explain.cam_model(convnext).probability("ai")
+    probability = explain.probability(convnext, "ai")
     check = explain.deletion_check(probability, result.inputs, result.cams[0], k=0.2, draws=5, seed=3)
     assert len(check.random_drops) == 5
     assert check.p_original == pytest.approx(float(result.p_ai[0]), abs=1e-5)

@@ -13,9 +13,9 @@ import torch
 from builders import make_tree
 from PIL import Image
 
-from detectlib import features
-from detectlib.clip_head import make_encoder
-from detectlib.data import load_image
+from detectlib.data.images import load_image
+from detectlib.models import features
+from detectlib.models.encoders import make_encoder
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_new_images_add_a_shard_and_a_mixed_read_gathers_both(encoder, split, tm
 
 
 def test_the_cache_key_follows_the_decode_mode(encoder, split, tmp_path):
-    from detectlib.data import full_decode
+    from detectlib.data.images import full_decode
 
     features.embed_folder(encoder, split, tmp_path / "cache")
     with full_decode():

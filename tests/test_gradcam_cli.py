@@ -15,9 +15,10 @@ from PIL import Image
 
 from detectlib import gradcam_infer
 from detectlib.config import CLASSES
-from detectlib.data import load_image
+from detectlib.data.images import load_image
 from detectlib.labels import format_prediction
-from detectlib.models import load_detector, save_checkpoint
+from detectlib.models.checkpoints import save_checkpoint
+from detectlib.models.detector import load_detector
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,8 @@ from builders import constant_convnext
 from PIL import Image
 
 from detectlib import infer
-from detectlib.data import SkippedFileWarning
+from detectlib.data.images import SkippedFileWarning
+from detectlib.evaluation import predictions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,12 +102,12 @@ def test_several_paths_go_to_a_csv_and_unreadable_ones_are_skipped(files, capsys
 
 
 def test_score_paths_keeps_input_order_and_reports_skips(files):
-    from detectlib.models import load_detector
+    from detectlib.models.detector import load_detector
 
     detector = load_detector(files["fake"], device="cpu")
     images = sorted((files["dir"] / "sub").glob("*.png"))
     with pytest.warns(SkippedFileWarning) as caught:  # the policy: each file with its reason, then a summary
-        pred = infer.score_paths(detector, [images[0], files["broken"], images[1]], batch_size=2)
+        pred = predictions.score_paths(detector, [images[0], files["broken"], images[1]], batch_size=2)
     assert [str(w.message) for w in caught] == [f"skipped {pred.skipped[0][1]}", "skipped 1 unreadable file: broken.png"]
     assert pred.paths == [images[0], images[1]] and pred.kept == [0, 2]
     assert pred.p_ai == pytest.approx([0.9, 0.9])

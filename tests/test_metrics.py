@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 
-from detectlib import metrics
+from detectlib.evaluation import metrics
 
 Y = [0, 0, 0, 1, 1, 1]
 P = [0.9, 0.6, 0.4, 0.7, 0.2, 0.1]
@@ -27,9 +27,9 @@ def test_predictions_follow_the_reference_rule_for_both_detectors():
     assert metrics.predict_labels([0.3, 0.2], threshold=0.25).tolist() == [0, 1]
 
 
-def test_confusion_matrix_rows_are_true_class_columns_predicted():
-    assert metrics.confusion_matrix(Y, P).tolist() == [[2, 1], [1, 2]]
-    assert metrics.confusion_matrix(Y, P, threshold=0.3).tolist() == [[3, 0], [1, 2]]
+def test_confusion_at_threshold_rows_are_true_class_columns_predicted():
+    assert metrics.confusion_at_threshold(Y, P).tolist() == [[2, 1], [1, 2]]
+    assert metrics.confusion_at_threshold(Y, P, threshold=0.3).tolist() == [[3, 0], [1, 2]]
 
 
 def test_classification_report_per_class_numbers_and_reference_text():

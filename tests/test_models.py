@@ -8,16 +8,14 @@ import torch
 from PIL import Image
 
 from detectlib.config import get_profile
-from detectlib.models import (
-    CheckpointError,
+from detectlib.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from detectlib.models.classifier import (
     PretrainedWeightsError,
     convnext_from_checkpoint,
     create_timm_model,
-    load_checkpoint,
-    load_detector,
     normalisation_of,
-    save_checkpoint,
 )
+from detectlib.models.detector import load_detector
 
 SMOKE = get_profile("smoke")
 
@@ -167,7 +165,7 @@ def test_a_damaged_file_is_not_reported_as_a_payload(tmp_path):
 def test_a_checkpoint_of_another_architecture_or_class_set_names_both(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from detectlib.train import fit
+    from detectlib.training.loop import fit
 
     torch.manual_seed(0)
     other = create_timm_model(SMOKE.convnext_model, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))

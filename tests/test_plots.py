@@ -15,9 +15,10 @@ from matplotlib.text import Text
 
 from detectlib import labels, plots
 from detectlib.config import LANG_ENV
-from detectlib.evaluate import CrossGenerator, Scores
-from detectlib.explain import DeletionResult
-from detectlib.features import EmbeddedSet
+from detectlib.evaluation.scoring import Scores
+from detectlib.explain.deletion import DeletionResult
+from detectlib.models.features import EmbeddedSet
+from detectlib.workflows.transfer import CrossGenerator
 
 ENGLISH_WORDS = {text for text in labels.FIGURE_TEXT["es"] if labels.FIGURE_TEXT["es"][text] != text}
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from detectlib import realdata
-from detectlib.data import check_layout, discover_generators
+from detectlib.data import realdata
+from detectlib.data.layout import check_layout, discover_generators
 
 # --------------------------------------------------------------------------------------------- helpers
 

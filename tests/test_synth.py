@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from detectlib import synth
-from detectlib.audit import audit_dataset, blockiness
 from detectlib.config import CLASSES, get_profile
-from detectlib.data import SPLITS, LayoutError, discover_generators, list_class_images
+from detectlib.data import demo
+from detectlib.data.audit import audit_dataset, blockiness
+from detectlib.data.layout import SPLITS, LayoutError, discover_generators, list_class_images
 
 SMOKE = get_profile("smoke")
 
@@ -44,7 +45,7 @@ FAMILIES = ["AE", "DCGAN", "ESRGAN"]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, one_torch_thread) -> Path:
-    return synth.build_demo_dataset(SMOKE, root=tmp_path_factory.mktemp("synth") / "raw", seed=0)
+    return demo.build_demo_dataset(SMOKE, root=tmp_path_factory.mktemp("synth") / "raw", seed=0)
 
 
 class Mirror:
@@ -65,9 +66,9 @@ class Mirror:
 
 # ---------------------------------------------------------------------------------------------- photos and roles
 def test_every_photo_loads_offline_and_belongs_to_exactly_one_split():
-    photos = synth.real_photos()
-    assert set(photos) == set(synth.PHOTO_SPLIT)
-    assert set(synth.PHOTO_SPLIT.values()) == set(SPLITS)
+    photos = demo.real_photos()
+    assert set(photos) == set(demo.PHOTO_SPLIT)
+    assert set(demo.PHOTO_SPLIT.values()) == set(SPLITS)
     for name, image in photos.items():
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
         assert min(image.shape[:2]) >= 256, name
@@ -75,17 +76,17 @@ def test_every_photo_loads_offline_and_belongs_to_exactly_one_split():
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_no_photo_feeds_both_train_and_val(size):
-    cells = synth.photo_cells(size)
+    cells = demo.photo_cells(size)
     photos = {split: {c.photo for c in cells if c.split == split} for split in SPLITS}
     assert photos["train"] and photos["val"]
     assert not photos["train"] & photos["val"]
-    assert all(c.split == synth.PHOTO_SPLIT[c.photo] for c in cells)
+    assert all(c.split == demo.PHOTO_SPLIT[c.photo] for c in cells)
 
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_nature_and_source_regions_are_disjoint_and_both_present(size):
-    cells = synth.photo_cells(size)
-    for split, role in product(SPLITS, synth.ROLES):
+    cells = demo.photo_cells(size)
+    for split, role in product(SPLITS, demo.ROLES):
         assert any(c.split == split and c.role == role for c in cells), (split, role)
     nature = [c for c in cells if c.role == "nature"]
     source = [c for c in cells if c.role == "source"]
@@ -94,19 +95,19 @@ def test_nature_and_source_regions_are_disjoint_and_both_present(size):
 
 @pytest.mark.parametrize("split", SPLITS)
 def test_crops_stay_inside_a_cell_of_their_split_and_role(split):
-    pool = synth.PatchPool(SMOKE.img_size, split)
-    for role in synth.ROLES:
+    pool = demo.PatchPool(SMOKE.img_size, split)
+    for role in demo.ROLES:
         for crop in pool.crops(role, 300, np.random.default_rng(1)):
             (left, top, right, bottom), cell = crop.box, crop.cell
             assert (cell.split, cell.role) == (split, role)
             assert (
                 cell.box[0] <= left and cell.box[1] <= top and right <= cell.box[2] and bottom <= cell.box[3]
             )
-            assert synth.MIN_SCALE * SMOKE.img_size - 1 <= right - left == bottom - top
+            assert demo.MIN_SCALE * SMOKE.img_size - 1 <= right - left == bottom - top
 
 
 def test_patches_are_seeded_and_varied():
-    pool = synth.PatchPool(SMOKE.img_size, "train")
+    pool = demo.PatchPool(SMOKE.img_size, "train")
     a = pool.sample("nature", 20, np.random.default_rng(5))
     assert a.shape == (20, SMOKE.img_size, SMOKE.img_size, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, pool.sample("nature", 20, np.random.default_rng(5)))
@@ -115,9 +116,9 @@ def test_patches_are_seeded_and_varied():
 
 
 def test_downscaling_removes_the_source_jpeg_grid():
-    photos = synth.real_photos()
+    photos = demo.real_photos()
     assert blockiness(photos["retina"]) > 1.1 and blockiness(photos["grace_hopper"]) > 1.1  # the JPEG grid
-    patches = synth.PatchPool(64, "train").sample("nature", 200, np.random.default_rng(0))
+    patches = demo.PatchPool(64, "train").sample("nature", 200, np.random.default_rng(0))
     assert 0.9 < np.mean([blockiness(p) for p in patches]) < 1.05
 
 
@@ -156,35 +157,35 @@ def test_audit_of_the_built_set_finds_no_difference_between_classes(built):
 
 def test_rerun_with_same_settings_reuses_the_build(built, capsys):
     before = {p: p.stat().st_mtime_ns for p in built.rglob("*.png")}
-    assert synth.build_demo_dataset(SMOKE, root=built, seed=0) == built
+    assert demo.build_demo_dataset(SMOKE, root=built, seed=0) == built
     assert "Reusing AE, DCGAN" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in built.rglob("*.png")} == before
 
 
 def test_build_is_reproducible_from_the_seed(built, tmp_path):
-    again = synth.build_demo_dataset(
-        SMOKE, root=tmp_path / "raw", seed=0, families=[synth.AutoencoderFamily()]
+    again = demo.build_demo_dataset(
+        SMOKE, root=tmp_path / "raw", seed=0, families=[demo.AutoencoderFamily()]
     )
     assert _digest(again / "AE") == _digest(built / "AE")
-    other = synth.build_demo_dataset(
-        SMOKE, root=tmp_path / "raw", seed=1, families=[synth.AutoencoderFamily()]
+    other = demo.build_demo_dataset(
+        SMOKE, root=tmp_path / "raw", seed=1, families=[demo.AutoencoderFamily()]
     )
     assert _digest(other / "AE").keys() == _digest(built / "AE").keys()
     assert _digest(other / "AE") != _digest(built / "AE")  # a new seed rebuilt the folder in place
 
 
 def test_training_leaves_the_callers_torch_rng_alone():
-    patches = synth.PatchPool(SMOKE.img_size, "train").sample("source", 16, np.random.default_rng(0))
+    patches = demo.PatchPool(SMOKE.img_size, "train").sample("source", 16, np.random.default_rng(0))
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    synth.DCGANFamily().fit(patches, get_profile("smoke", generator_steps=2), seed=7)
+    demo.DCGANFamily().fit(patches, get_profile("smoke", generator_steps=2), seed=7)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_a_new_family_plugs_in_and_its_fakes_are_written_losslessly(tmp_path):
     family = Mirror()
-    root = synth.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[family])
+    root = demo.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[family])
     assert discover_generators(root) == ["MIRROR"]
     assert family.fit_shape == (4 * SMOKE.train_per_class, SMOKE.img_size, SMOKE.img_size, 3)
     assert family.fit_dtype == np.uint8
@@ -207,7 +208,7 @@ def test_a_family_returning_the_wrong_shape_is_named(tmp_path):
             return sources[:n, :8]
 
     with pytest.raises(ValueError, match="BROKEN.generate returned"):
-        synth.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[Broken()])
+        demo.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[Broken()])
     assert list(tmp_path.iterdir()) == []  # neither a half-built folder nor a staging folder
 
 
@@ -216,7 +217,7 @@ def test_a_folder_not_built_here_is_never_replaced(tmp_path):
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"user data")
     with pytest.raises(FileExistsError, match="not built by detectlib.synth"):
-        synth.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[Mirror()], force=True)
+        demo.build_demo_dataset(SMOKE, root=tmp_path / "raw", families=[Mirror()], force=True)
     assert mine.read_bytes() == b"user data"
 
 
@@ -230,12 +231,12 @@ def test_cli_builds_and_refuses_the_full_profile(tmp_path, capsys):
 def test_ensure_builds_demo_data_but_only_checks_real_data_in_full(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
     with pytest.raises(LayoutError, match=r"fetch_cifake\(\) \(CIFAKE.*about 100 MB.*fetch_tiny_genimage"):
-        synth.ensure_demo_dataset("full")
+        demo.ensure_demo_dataset("full")
     assert not (tmp_path / "data").exists()
     (tmp_path / "data" / "raw" / "ADM" / "val").mkdir(parents=True)
-    assert synth.ensure_demo_dataset("full") == tmp_path / "data" / "raw"
+    assert demo.ensure_demo_dataset("full") == tmp_path / "data" / "raw"
     assert (
-        synth.ensure_demo_dataset(get_profile("smoke", generator_steps=1))
+        demo.ensure_demo_dataset(get_profile("smoke", generator_steps=1))
         == tmp_path / ".smoke" / "data" / "raw"
     )
     assert discover_generators(tmp_path / ".smoke" / "data" / "raw") == FAMILIES
@@ -246,7 +247,7 @@ def test_mean_log_spectrum_shows_a_checkerboard_at_the_nyquist_frequency():
     rng = np.random.default_rng(0)
     noise = rng.normal(128, 20, (8, 32, 32, 3))
     checker = noise + 30 * (np.indices((32, 32)).sum(axis=0) % 2)[None, :, :, None]
-    plain, marked = synth.mean_log_spectrum(noise), synth.mean_log_spectrum(checker)
+    plain, marked = demo.mean_log_spectrum(noise), demo.mean_log_spectrum(checker)
     assert plain.shape == (32, 32)
     # fftshift puts the frequency (-1/2, -1/2) cycles/pixel at index (0, 0)
     assert marked[0, 0] > plain[0, 0] + 2
@@ -254,6 +255,6 @@ def test_mean_log_spectrum_shows_a_checkerboard_at_the_nyquist_frequency():
 
 
 def test_dataset_spectra_has_real_and_every_generator(built):
-    spectra = synth.dataset_spectra(built)
+    spectra = demo.dataset_spectra(built)
     assert list(spectra) == ["real", *FAMILIES]
     assert all(s.shape == (SMOKE.img_size, SMOKE.img_size) and np.isfinite(s).all() for s in spectra.values())

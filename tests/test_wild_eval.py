@@ -15,11 +15,14 @@ from builders import clip_detector, constant_convnext
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from detectlib import evaluate, metrics, wild
-from detectlib.clip_head import make_encoder
+from detectlib import evaluate
 from detectlib.config import CLASSES
-from detectlib.infer import score_paths
-from detectlib.models import load_detector
+from detectlib.data import wild
+from detectlib.evaluation import metrics, reports, robustness, scoring
+from detectlib.evaluation.predictions import score_paths
+from detectlib.models.detector import load_detector
+from detectlib.models.encoders import make_encoder
+from detectlib.workflows import transfer
 
 GENERATORS = {"flux_a": ("FLUX.1", 2024, "photoreal"), "sdxl_b": ("SDXL", 2023, "poster"),
               "qwen_c": ("Qwen-Image", 2025, "photoreal"), "gpt_d": ("GPT-image", 2025, "illustration")}
@@ -72,16 +75,16 @@ def test_hanley_mcneil_standard_error_matches_a_bootstrap():
 
 
 def test_describe_auc_reads_the_number_against_its_noise():
-    assert evaluate.describe_auc(0.55, 20, 20).startswith("no better than chance")
-    assert evaluate.describe_auc(0.55, 5000, 5000).startswith("weak, but better than chance")
-    assert evaluate.describe_auc(0.2, 50, 50).startswith("worse than chance")
-    assert evaluate.describe_auc(0.97, 50, 50).startswith("strong")
-    assert evaluate.describe_auc(0.8, 100, 100).startswith("useful")
+    assert reports.describe_auc(0.55, 20, 20).startswith("no better than chance")
+    assert reports.describe_auc(0.55, 5000, 5000).startswith("weak, but better than chance")
+    assert reports.describe_auc(0.2, 50, 50).startswith("worse than chance")
+    assert reports.describe_auc(0.97, 50, 50).startswith("strong")
+    assert reports.describe_auc(0.8, 100, 100).startswith("useful")
 
 
 def test_score_wild_keeps_each_image_with_its_source(wild_dir, tmp_path):
     detector = load_detector(constant_convnext(tmp_path / "c.pth", 0.7))
-    scored = evaluate.score_wild(detector, wild_dir)
+    scored = scoring.score_wild(detector, wild_dir)
     assert len(scored.images) == len(scored.scores) == 8 + sum(PHOTOS.values())
     assert [im.path for im in scored.images] == scored.scores.paths
     assert scored.scores.y_true.tolist() == [im.label for im in scored.images]
@@ -93,24 +96,24 @@ def test_score_wild_keeps_each_image_with_its_source(wild_dir, tmp_path):
 
 def test_per_generator_table_orders_by_year_and_ends_with_the_photos(wild_dir, tmp_path):
     low = load_detector(constant_convnext(tmp_path / "low.pth", 0.3))
-    wild_scores = {"low": evaluate.score_wild(low, wild_dir)}
-    rows = evaluate.wild_generator_table(wild_scores, {"low": 0.2})
+    wild_scores = {"low": scoring.score_wild(low, wild_dir)}
+    rows = reports.wild_generator_table(wild_scores, {"low": 0.2})
     assert [r["year"] for r in rows[:-1]] == sorted(r["year"] for r in rows[:-1])
     assert rows[-1]["generator"].startswith("real photos") and rows[-1]["n"] == sum(PHOTOS.values())
     assert all(r["TPR low"] == 1.0 for r in rows[:-1]) and rows[-1]["TPR low"] == 1.0  # 0.3 >= 0.2: all flagged
-    table = evaluate.wild_table(wild_scores, {"low": 0.5})
+    table = reports.wild_table(wild_scores, {"low": 0.5})
     assert table[0]["tpr"] == 0.0 and table[0]["fpr"] == 0.0 and "verdict" in table[0]
 
 
 def test_validation_threshold_is_chosen_on_validation_scores():
-    val = evaluate.Scores(np.array([0, 0, 1, 1]), np.array([0.9, 0.8, 0.3, 0.1]), [Path(f"{i}") for i in range(4)])
-    threshold = evaluate.validation_threshold(val)
+    val = scoring.Scores(np.array([0, 0, 1, 1]), np.array([0.9, 0.8, 0.3, 0.1]), [Path(f"{i}") for i in range(4)])
+    threshold = reports.validation_threshold(val)
     assert 0.3 < threshold <= 0.8
 
 
 def test_leave_generators_out_holds_out_whole_generators_and_whole_photos(wild_dir):
     encoder = make_encoder("clip-tiny-random")
-    lgo = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=4, held_out=0.5, epochs=2)
+    lgo = transfer.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=4, held_out=0.5, epochs=2)
     images = wild.load_wild(wild_dir)
     crops = {photo: n for photo, n in PHOTOS.items()}
     assert len(lgo.splits) == 4 and lgo.images == "original"
@@ -126,16 +129,16 @@ def test_leave_generators_out_holds_out_whole_generators_and_whole_photos(wild_d
 
 def test_content_control_encodes_the_perturbed_images_outside_the_cache(wild_dir, monkeypatch):
     encoder = make_encoder("clip-tiny-random")
-    original = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1)
-    content = evaluate.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1,
-                                            perturb=evaluate.Perturbation("downscale", 0.125))
+    original = transfer.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1)
+    content = transfer.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=2, epochs=1,
+                                            perturb=robustness.Perturbation("downscale", 0.125))
     assert content.images == "downscale x0.125" and original.images == "original"
     assert [s["held_out"] for s in content.splits] == [s["held_out"] for s in original.splits]  # same seeds
     with pytest.raises(ValueError, match="cache"):
-        from detectlib.features import embed_samples
+        from detectlib.models.features import embed_samples
 
         embed_samples(encoder, [(im.path, im.label) for im in wild.load_wild(wild_dir)], wild_dir / "cache",
-                      perturb=evaluate.Perturbation("blur", 2))
+                      perturb=robustness.Perturbation("blur", 2))
 
 
 def test_a_frozen_head_scores_the_same_through_the_cache(wild_dir, tmp_path):
@@ -153,10 +156,10 @@ def test_a_frozen_head_scores_the_same_through_the_cache(wild_dir, tmp_path):
 
 
 def test_training_data_says_whether_a_score_on_a_real_image_means_anything():
-    kit = evaluate.training_data({"config": {"profile": "demo", "data_dirs": ["data/raw/ALL_full"]}})
+    kit = reports.training_data({"config": {"profile": "demo", "data_dirs": ["data/raw/ALL_full"]}})
     assert kit.real_world is False and "kit's own fakes" in kit.text and "ALL_full" in kit.text
-    assert evaluate.training_data({"config": {"profile": "full", "data_dir": "data/raw/ADM"}}).real_world is True
-    assert evaluate.training_data({"format": "bare-state-dict"}).real_world is None
+    assert reports.training_data({"config": {"profile": "full", "data_dir": "data/raw/ADM"}}).real_world is True
+    assert reports.training_data({"format": "bare-state-dict"}).real_world is None
 
 
 def test_probe_says_a_kit_trained_score_is_not_evidence(tmp_path):
@@ -199,8 +202,8 @@ def test_compare_detectors_scores_validation_control_and_wild(wild_dir, tmp_path
     make_tree(control, n_train=1, n_val=3, size=32)
     shutil.rmtree(control / "val" / "ai")  # a control holds real photos only
     models = {"sure": constant_convnext(tmp_path / "a.pth", 0.9), "doubtful": constant_convnext(tmp_path / "b.pth", 0.2)}
-    rows = evaluate.compare_detectors(models, raw, wild_dir=wild_dir, control=control)
+    rows = reports.compare_detectors(models, raw, wild_dir=wild_dir, control=control)
     assert [r["detector"] for r in rows] == ["sure", "doubtful"]
     assert rows[0]["control fpr"] == 1.0 and rows[1]["control fpr"] == 0.0  # 0.9 flags every photo, 0.2 none
     assert all(r["val accuracy"] == 0.5 and r["wild verdict"].startswith("no better than chance") for r in rows)
-    assert "control fpr" not in evaluate.compare_detectors(models, raw)[0]
+    assert "control fpr" not in reports.compare_detectors(models, raw)[0]

@@ -35,26 +35,47 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import get_paths
-from .data import IMAGE_EXTENSIONS, LayoutError, is_image_file
+from ..config import get_paths
+from ..files import atomic_write
+from .images import IMAGE_EXTENSIONS, is_image_file
+from .layout import LayoutError
 
 CIFAKE_KAGGLE = "birdy654/cifake-real-and-ai-generated-synthetic-images"
+
+
 CIFAKE_PAGE = f"https://www.kaggle.com/datasets/{CIFAKE_KAGGLE}"
+
+
 # Kaggle's public download endpoint (what the dataset page's "Download via curl" uses); no account needed.
 CIFAKE_URL = f"https://www.kaggle.com/api/v1/datasets/download/{CIFAKE_KAGGLE}"
 
+
 TINY_GENIMAGE_REPO = "TheKernel01/Tiny-GenImage"
+
+
 # ClassLabel names from the dataset card, used when a parquet shard lacks the `datasets` metadata.
 TINY_GENIMAGE_LABELS = ("real", "fake")
+
+
 TINY_GENIMAGE_GENERATORS = ("Real", "ADM", "BigGAN", "GLIDE", "Midjourney", "SD14", "SD15", "VQDM", "Wukong")
+
 
 # Folder names the converters accept (any case) and the reference-layout name each becomes.
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "val"}
+
+
 CLASS_NAMES = {"ai": "ai", "fake": "ai", "nature": "nature", "real": "nature"}
 
+
 CHUNK = 1 << 20
+
+
 TIMEOUT_S = 60
+
+
 USER_AGENT = "detectlib (teaching kit; urllib)"
+
+
 # What a broken or missing network looks like to urllib (disk errors are plain OSError and stay themselves).
 NETWORK_ERRORS = (
     urllib.error.URLError,
@@ -63,6 +84,8 @@ NETWORK_ERRORS = (
     ssl.SSLError,
     http.client.HTTPException,
 )
+
+
 _TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
@@ -305,15 +328,6 @@ class ConvertReport:
         return f"{self.root}: {self.copied} copied, {self.skipped} already there ({folders})"
 
 
-def _atomic_write(dst: Path, fill: Callable[[Path], object]) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        fill(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _conflict(dst: Path, origin: object) -> ConflictError:
@@ -329,7 +343,7 @@ def _place_file(src: Path, dst: Path) -> bool:
         if filecmp.cmp(src, dst, shallow=False):
             return False
         raise _conflict(dst, src)
-    _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
     return True
 
 
@@ -338,7 +352,7 @@ def _place_bytes(data: bytes, dst: Path, origin: str) -> bool:
         if dst.stat().st_size == len(data) and dst.read_bytes() == data:
             return False
         raise _conflict(dst, origin)
-    _atomic_write(dst, lambda tmp: tmp.write_bytes(data))
+    atomic_write(dst, lambda tmp: tmp.write_bytes(data))
     return True
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +26,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .config import AI_INDEX, CLASSES
+from ..config import AI_INDEX, CLASSES
 
 DEFAULT_CONVNEXT_LAYER = "stages.2.blocks.4.conv_dw"  # the reference's recommendation (§6)
+
+
 CONVNEXT_MARKER = "stages.2.blocks.0.conv_dw"  # present in every timm ConvNeXt
+
+
 VIT_MARKER = "encoder.layers.0.layer_norm1"  # present in every transformers CLIP vision model
 
 
@@ -138,7 +142,7 @@ def grad_cam(
 ) -> CamResult:
     """Grad-CAM of ``target(forward(inputs))`` (one score per image) at ``layer``, with two hooks.
 
-    ``forward`` is the whole network (a model, or ``CamModel.scores``); ``layer`` any module it runs, whose output
+    ``forward`` is the whole network (a model, or ``Detector.class_scores``); ``layer`` any module it runs, whose output
     is a conv map ``(B, C, h, w)`` or ViT tokens ``(B, 1 + h*w, D)``. Must not run under ``torch.inference_mode``:
     gradients are the point (``torch.no_grad`` around it is overridden).
     """
@@ -183,58 +187,15 @@ def class_index(target: str) -> int:
     return CLASSES.index(target)
 
 
-@dataclass(frozen=True)
-class CamModel:
-    """What Grad-CAM needs from either detector: where layer names live, and a forward pass to class scores.
+def probability(detector, target: str = "ai") -> Callable[[torch.Tensor], torch.Tensor]:
+    """inputs -> p(target) on the scale of ``Detector.p_ai``, with gradients: what the deletion check watches."""
+    index = class_index(target)
 
-    ``scores`` maps a batch to ``(B, 2)`` class logits in ``CLASSES`` order. ConvNeXt: the model's two logits.
-    CLIP head: its one logit ``l`` (log-odds of *real*) as ``[-l, l]``, so the ``ai`` column is the log-odds of
-    ``ai``; layer names are those of the frozen encoder's model (CLIP ViT or timm).
-    """
+    def p_target(inputs: torch.Tensor) -> torch.Tensor:
+        p_ai = detector.p_ai_from_scores(detector.class_scores(inputs))
+        return p_ai if index == AI_INDEX else 1.0 - p_ai
 
-    kind: str
-    backbone: nn.Module
-    scores: Callable[[torch.Tensor], torch.Tensor]
-    transform: Callable[[Image.Image], torch.Tensor]
-
-    def probability(self, target: str = "ai") -> Callable[[torch.Tensor], torch.Tensor]:
-        """inputs -> p(target), on the scale of ``Detector.p_ai``: what the deletion check watches."""
-        index = class_index(target)
-        if self.kind == "clip_head":
-            return lambda x: torch.sigmoid(self.scores(x)[:, index])
-        return lambda x: self.scores(x).softmax(dim=1)[:, index]
-
-    def p_ai(self, scores: torch.Tensor) -> torch.Tensor:
-        """p(ai) from class scores already computed."""
-        if self.kind == "clip_head":
-            return torch.sigmoid(scores[:, AI_INDEX].float())
-        return scores.float().softmax(dim=1)[:, AI_INDEX]
-
-
-def _head_scores(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    def scores(pixel_values: torch.Tensor) -> torch.Tensor:
-        logit = head.logit(pixel_values).reshape(-1, 1)
-        return torch.cat([-logit, logit], dim=1)
-
-    return scores
-
-
-def cam_model(detector) -> CamModel:
-    """Adapt a ``models.Detector`` (either kind) for Grad-CAM."""
-    if detector.kind == "clip_head":
-        head = detector.model
-        return CamModel("clip_head", head.encoder.model, _head_scores(head), detector.transform)
-    return CamModel(detector.kind, detector.model, detector.model, detector.transform)
-
-
-def model_view(image: Image.Image, kind: str) -> Image.Image:
-    """The part of ``image`` a detector sees, at full resolution: the whole image for ConvNeXt (it is resized
-    to a square), the central square for the CLIP head (both encoders resize the short side and centre-crop)."""
-    if kind != "clip_head" or image.width == image.height:
-        return image
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side))
+    return p_target
 
 
 @dataclass
@@ -247,43 +208,41 @@ class Explanation:
     p_ai: np.ndarray  # (B,) the detector's p(ai)
     layer: str
     target: str
-    kind: str
+    views: list[Image.Image]  # the part of each original the model saw (``Detector.view``), at full resolution
     note: str | None = None  # e.g. the ConvNeXt layer fallback
     result: CamResult | None = field(default=None, repr=False)
 
     def overlays(self, alpha: float = 0.45) -> list[Image.Image]:
-        """Each heatmap blended on the part of its original image the model saw (``model_view``)."""
-        return [overlay(model_view(image, self.kind), cam, alpha)
-                for image, cam in zip(self.images, self.cams, strict=True)]
+        """Each heatmap blended on the part of its original image the model saw."""
+        return [overlay(view, cam, alpha) for view, cam in zip(self.views, self.cams, strict=True)]
 
 
 def explain(detector, images: Image.Image | Sequence[Image.Image], layer: str | None = None,
             target: str = "ai") -> Explanation:
-    """Grad-CAM of ``target`` for PIL images with a loaded detector (either kind); ``layer=None`` picks the default.
+    """Grad-CAM of ``target`` for PIL images with a loaded detector (any kind); ``layer=None`` picks the default.
 
     The workhorse of notebook 05, the CLI and the probe widget.
     """
-    model = detector if isinstance(detector, CamModel) else cam_model(detector)
     images = [images] if isinstance(images, Image.Image) else list(images)
-    name, module, note = resolve_layer(model.backbone, layer)
-    device = next(model.backbone.parameters()).device
-    inputs = torch.stack([model.transform(im) for im in images]).to(device)
+    name, module, note = resolve_layer(detector.cam_backbone, layer)
+    inputs = torch.stack([detector.transform(im) for im in images]).to(detector.device)
     index = class_index(target)
-    result = grad_cam(model.scores, module, inputs, lambda scores: scores[:, index])
-    return Explanation(images, inputs.cpu(), result.cam.cpu().numpy(), model.p_ai(result.outputs).cpu().numpy(),
-                       name, target, model.kind, note, result)
+    result = grad_cam(detector.class_scores, module, inputs, lambda scores: scores[:, index])
+    p_ai = detector.p_ai_from_scores(result.outputs).cpu().numpy()
+    return Explanation(images, inputs.cpu(), result.cam.cpu().numpy(), p_ai, name, target,
+                       [detector.view(im) for im in images], note, result)
 
 
 class _ScoresModule(nn.Module):
-    """A ``CamModel`` as the module pytorch-grad-cam expects: returns the ``(B, 2)`` class scores tensor. The
+    """A detector as the module pytorch-grad-cam expects: returns the ``(B, 2)`` class scores tensor. The
     input is made to require grad so its hooks see gradients through a frozen encoder too."""
 
-    def __init__(self, model: CamModel):
+    def __init__(self, detector):
         super().__init__()
-        self.backbone, self.cam = model.backbone, model
+        self.backbone, self.detector = detector.cam_backbone, detector
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cam.scores(x if x.requires_grad else x.detach().requires_grad_(True))
+        return self.detector.class_scores(x if x.requires_grad else x.detach().requires_grad_(True))
 
 
 CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "HiResCAM", "XGradCAM", "LayerCAM", "EigenCAM")
@@ -297,10 +256,9 @@ def compare_cam_methods(detector, images: Sequence[Image.Image], layer: str | No
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    model = detector if isinstance(detector, CamModel) else cam_model(detector)
-    ours = explain(model, images, layer, target)
-    module = dict(model.backbone.named_modules())[ours.layer]
-    wrapper = _ScoresModule(model).eval()
+    ours = explain(detector, images, layer, target)
+    module = dict(detector.cam_backbone.named_modules())[ours.layer]
+    wrapper = _ScoresModule(detector).eval()
     targets = [ClassifierOutputTarget(class_index(target))] * len(ours.images)
     maps = {"ours": ours.cams}
     for method in methods:
@@ -341,131 +299,13 @@ def overlay(image: Image.Image | np.ndarray, cam: np.ndarray, alpha: float = 0.4
     return Image.fromarray(blended)
 
 
-# ---------------------------------------------------------------------------------------- faithfulness
-
-
-@dataclass(frozen=True)
-class DeletionResult:
-    """How much p(target) falls when the hottest ``k`` of the pixels is masked, against random regions.
-
-    A faithful heatmap points at evidence the model uses: ``drop_hot`` should exceed ``drop_random``.
-    """
-
-    k: float  # fraction of pixels masked
-    fill: str  # "mean" (the image's mean colour) or "blur" (a blurred copy)
-    p_original: float
-    p_hot: float  # p(target) with the hottest k masked
-    p_random: float  # mean p(target) over the random regions
-    random_drops: tuple[float, ...]  # one drop per random region
-
-    @property
-    def drop_hot(self) -> float:
-        return self.p_original - self.p_hot
-
-    @property
-    def drop_random(self) -> float:
-        return self.p_original - self.p_random
-
-    def as_dict(self) -> dict[str, float | str]:
-        return {"k": self.k, "fill": self.fill, "p_original": self.p_original, "p_hot": self.p_hot,
-                "p_random": self.p_random, "drop_hot": self.drop_hot, "drop_random": self.drop_random}
-
-
-def hottest_mask(cam: torch.Tensor, k: float) -> torch.Tensor:
-    """Boolean ``(H, W)`` mask of the ``round(k * H * W)`` hottest pixels of a heatmap."""
-    flat = cam.reshape(-1)
-    count = max(1, round(k * flat.numel()))
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[flat.topk(count).indices] = True
-    return mask.reshape(cam.shape)
-
-
-def deletion_check(
-    probability: Callable[[torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    cam: np.ndarray | torch.Tensor,
-    k: float = 0.1,
-    draws: int = 8,
-    fill: str = "mean",
-    seed: int = 0,
-) -> DeletionResult:
-    """Mask the hottest ``k`` of one image's pixels, and ``draws`` random regions of the same shape and size.
-
-    A random region is the hot mask shifted (with wrap-around) by a random offset of a quarter to three quarters
-    of the image each way, so it has the same size and shape but sits elsewhere. ``probability`` maps a batch to
-    p(target) (``CamModel.probability``); ``inputs`` is ``(1, C, H, W)`` or ``(C, H, W)``; ``cam`` is ``(H, W)``.
-    """
-    from torchvision.transforms.v2 import functional as F
-
-    image = (inputs if inputs.ndim == 4 else inputs[None])[:1]
-    height, width = image.shape[-2:]
-    cam = torch.as_tensor(np.asarray(cam), dtype=torch.float32)
-    hot = hottest_mask(cam, k).to(image.device)
-    rng = torch.Generator().manual_seed(seed)
-    shifts = [
-        (int(torch.randint(height // 4, max(height // 4 + 1, 3 * height // 4), (1,), generator=rng)),
-         int(torch.randint(width // 4, max(width // 4 + 1, 3 * width // 4), (1,), generator=rng)))
-        for _ in range(draws)
-    ]
-    masks = torch.stack([torch.zeros_like(hot), hot, *[hot.roll(s, dims=(0, 1)) for s in shifts]])
-    if fill == "mean":
-        filler = image.mean(dim=(2, 3), keepdim=True).expand_as(image)
-    elif fill == "blur":
-        side = max(3, (min(height, width) // 8) | 1)
-        filler = F.gaussian_blur(image, [side, side])
-    else:
-        raise ValueError(f"unknown fill {fill!r}; choose 'mean' or 'blur'")
-    batch = torch.where(masks[:, None], filler, image)
-    with torch.no_grad():
-        p = probability(batch).float().cpu()
-    drops = tuple(float(p[0] - q) for q in p[2:])
-    return DeletionResult(k, fill, float(p[0]), float(p[1]), float(p[2:].mean()), drops)
-
-
-def deletion_checks(detector, images: Sequence[Image.Image], names: Sequence[str], layer: str | None = None,
-                    k: float = 0.1, fill: str = "mean", draws: int = 8) -> dict[str, DeletionResult]:
-    """``{name: DeletionResult}``: each image's heatmap for the class the detector predicts, checked by deletion
-    (notebook 05). Explaining the predicted class means a faithful map's region should lower the confidence."""
-    from .labels import predicted_class
-
-    model = detector if isinstance(detector, CamModel) else cam_model(detector)
-    results = {}
-    for name, image in zip(names, images, strict=True):
-        heat = explain(model, image, layer, "ai")
-        target = predicted_class(float(heat.p_ai[0]))
-        if target != heat.target:
-            heat = explain(model, image, layer, target)
-        results[name] = deletion_check(model.probability(target), heat.inputs, heat.cams[0], k, draws, fill)
-    return results
-
-
-def deletion_faithful(results: Mapping[str, DeletionResult], min_drop: float = 0.05) -> bool:
-    """The deletion check's rule: hiding the hot region lowers the prediction by at least ``min_drop`` somewhere,
-    and more than hiding random regions in at least two images out of three."""
-    beats = sum(r.drop_hot > r.drop_random for r in results.values())
-    largest = max((r.drop_hot for r in results.values()), default=float("nan"))
-    return beats * 3 >= 2 * len(results) and largest >= min_drop
-
-
-def deletion_verdict(results: Mapping[str, DeletionResult], min_drop: float = 0.05) -> str:
-    """The deletion check in words (``deletion_faithful``): "faithful" or "decoration". The counts and the largest
-    drop are printed beside the word, so a reader can disagree with the rule."""
-    n = len(results)
-    beats = sum(r.drop_hot > r.drop_random for r in results.values())
-    largest = max((r.drop_hot for r in results.values()), default=float("nan"))
-    word = ("faithful: the hot regions hold evidence the model uses" if deletion_faithful(results, min_drop) else
-            "decoration, not explanation: hiding the hot regions changes the prediction no more than hiding others")
-    return (f"{word} (the hot region beats a random one in {beats} of {n} images; the largest drop of the "
-            f"predicted class's probability is {largest:.3f}, the rule asks for {min_drop:.2f})")
-
-
 # ------------------------------------------------------------------------------- models for the lesson
 
 
 def sample_images(raw_root: Path | str, split: str = "val", per_class: int = 2) -> dict[str, list[Path]]:
     """``{"ai": [...], "nature": [...]}``: ``per_class`` images of each class, taken from each generator folder
     in turn, so a handful of examples covers several generators (notebook 05's fakes vs reals, the probe)."""
-    from .data import discover_generators, list_class_images
+    from ..data.layout import discover_generators, list_class_images
 
     generators = discover_generators(raw_root)
     picked = {}

@@ -31,20 +31,22 @@ from typing import Any
 
 import torch
 
-from .config import CLASSES, Profile, get_paths
-from .data import (
+from ..config import Profile, get_paths
+from ..data.datasets import load_sample_or_next
+from ..data.images import (
     ImageLoadError,
-    SkippedFileWarning,
     check_file,
     decode_side_of,
-    list_class_images,
     load_image,
-    load_sample_or_next,
+    skip_bad_file,
     warn_skipped,
 )
-from .models import atomic_torch_save
+from ..data.layout import class_samples
+from ..files import atomic_write
 
 CACHE_FORMAT = "detectlib-embeddings/2"  # 2: memory-mapped shards; 1 was one torch file rewritten on every call
+
+
 SHARD_SUFFIX = ".pt"
 
 
@@ -118,8 +120,9 @@ def write_shard(prefix: Path, cache_key: str, digests: Sequence[str], vectors: t
     if len(digests) != len(vectors):
         raise ValueError(f"write_shard: {len(digests)} digests for {len(vectors)} vectors")
     path = prefix.with_name(f"{prefix.name}.{shard_id or new_shard_id()}{SHARD_SUFFIX}")
-    return atomic_torch_save({"format": CACHE_FORMAT, "cache_key": cache_key, "hashes": list(digests),
-                              "embeddings": vectors.float().contiguous()}, path)
+    payload = {"format": CACHE_FORMAT, "cache_key": cache_key, "hashes": list(digests),
+               "embeddings": vectors.float().contiguous()}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_shard(path: Path, cache_key: str) -> tuple[list[str], torch.Tensor] | None:
@@ -289,10 +292,7 @@ def embed_samples(
     skipped: list[tuple[Path, str]] = []
 
     def skip(path: Path, err: ImageLoadError) -> None:
-        if strict:
-            raise err
-        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=4)
-        skipped.append((path, str(err)))
+        skip_bad_file(err, path, skipped, strict, stacklevel=4)
 
     samples = readable_samples(samples, skip)
     not_files = len(skipped)
@@ -322,11 +322,6 @@ def embed_samples(
     )
 
 
-def folder_samples(folder: Path | str, limit: int | None = None) -> list[tuple[Path, int]]:
-    """(path, label) pairs of a split folder ``folder/{ai,nature}``, sorted, ``ai`` = 0; ``limit`` keeps the
-    first N of each class."""
-    return [(path, label) for label, cls in enumerate(CLASSES)
-            for path in list_class_images(Path(folder) / cls)[:limit]]
 
 
 def embed_folder(
@@ -342,7 +337,7 @@ def embed_folder(
     with ``.samples`` (e.g. ``data``'s ``ImageFolderDataset``) through the cache; ``result.stats`` says how many
     came from the cache. Unreadable images: skipped with a warning each and a summary (``strict``: raise)."""
     if isinstance(folder_or_dataset, str | Path):
-        samples = folder_samples(folder_or_dataset, limit)
+        samples = class_samples(folder_or_dataset, limit)
     else:
         samples = list(folder_or_dataset.samples)
     return embed_samples(encoder, samples, cache_dir, batch_size, progress, strict)
@@ -359,7 +354,7 @@ def embed_generators(
 ) -> dict[str, EmbeddedSet]:
     """One split of every generator folder ``raw_root/<GEN>`` embedded through the cache, keyed by generator:
     what the 2-D projection coloured by generator plots (notebook 03)."""
-    from .data import discover_generators
+    from ..data.layout import discover_generators
 
     return {gen: embed_folder(encoder, Path(raw_root) / gen / split, cache_dir, batch_size, progress, limit)
             for gen in discover_generators(raw_root)}
@@ -387,10 +382,7 @@ class PixelDataset:
             try:
                 self.samples.append((check_file(path), label))
             except ImageLoadError as err:
-                if strict:
-                    raise
-                warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=2)
-                self.skipped.append((Path(path), str(err)))
+                skip_bad_file(err, path, self.skipped, strict, stacklevel=2)
         warn_skipped(self.skipped, stacklevel=2)
 
     def __len__(self) -> int:

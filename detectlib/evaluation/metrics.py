@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics as skm
 
-from .config import AI_INDEX, CLASSES
-from .labels import DEFAULT_THRESHOLD
+from ..config import AI_INDEX, CLASSES
+from ..labels import DEFAULT_THRESHOLD
 
 THRESHOLD_RULES = ("accuracy", "youden", "fpr")
 
@@ -70,8 +70,11 @@ def classification_report(
     )
 
 
-def confusion_matrix(y_true: Sequence[int], p_ai: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """2x2 counts: rows are the true class, columns the predicted class, both in ``CLASSES`` order."""
+def confusion_at_threshold(y_true: Sequence[int], p_ai: Sequence[float],
+                           threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """2x2 counts at a threshold on p(ai): rows are the true class, columns the predicted class, both in ``CLASSES``
+    order. scikit-learn's ``confusion_matrix(y_true, y_pred)`` takes labels; this takes scores and a threshold,
+    hence another name."""
     y, p = _arrays(y_true, p_ai)
     return skm.confusion_matrix(y, predict_labels(p, threshold), labels=[0, 1])
 
@@ -118,7 +121,7 @@ class Rates:
 
 def rates_at(y_true: Sequence[int], p_ai: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> Rates:
     """TPR and TNR (with their counts) at one threshold."""
-    (tp, fn), (fp, tn) = confusion_matrix(y_true, p_ai, threshold).tolist()  # ai row first, ai column first
+    (tp, fn), (fp, tn) = confusion_at_threshold(y_true, p_ai, threshold).tolist()  # ai row first, ai column first
     return Rates(float(threshold), tp, fn, tn, fp)
 
 

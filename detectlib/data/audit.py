@@ -9,7 +9,6 @@ tables), measures the 8x8 JPEG-block grid left in the pixels, and warns when the
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,23 +17,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import CLASSES
-from .data import (
-    SPLITS,
-    ImageLoadError,
-    LayoutError,
-    SkippedFileWarning,
-    check_file,
-    discover_generators,
-    extra_class_folders,
-    list_class_images,
-    load_image,
-    warn_skipped,
-)
+from ..config import CLASSES
+from .images import ImageLoadError, check_file, load_image, skip_bad_file, warn_skipped
+from .layout import SPLITS, LayoutError, discover_generators, extra_class_folders, list_class_images
 
 SHARE_GAP = 0.10  # a format whose share differs by more than this between the classes triggers a warning
+
+
 SIZE_GAP = 0.10  # a median width or height differing by more than this triggers a warning
+
+
 QUALITY_GAP = 5  # JPEG quality points
+
 
 # The IJG (libjpeg) luminance table at quality 50, natural order: every "quality" setting scales it.
 _IJG_LUMA = np.array(
@@ -287,9 +281,8 @@ def reencode_class(
                         load_image(path).save(target.with_suffix(f".{fmt.lower()}"), fmt, quality=quality)
                     else:
                         target.write_bytes(check_file(path).read_bytes())
-                except ImageLoadError as err:  # the policy: skip, warn, summarise
-                    skipped.append((path, str(err)))
-                    warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=2)
+                except ImageLoadError as err:
+                    skip_bad_file(err, path, skipped, stacklevel=2)
     warn_skipped(skipped, src)
     return dst
 
@@ -317,15 +310,3 @@ def sample_thumbnails(
                     break
             groups[f"{gen} {cls}"] = images
     return groups
-
-
-def thumbnail_grid(
-    root: Path | str, split: str = "val", n: int = 8, seed: int = 0, path: Path | str | None = None
-):
-    """A figure of ``n`` random thumbnails per generator and class (one row each); saved when ``path`` is given.
-
-    Introduced in notebook 01.
-    """
-    from .plots import plot_thumbnail_grid
-
-    return plot_thumbnail_grid(sample_thumbnails(root, split, n, seed), path=path)

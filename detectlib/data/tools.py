@@ -16,35 +16,26 @@ is copied, so a strict build is all or nothing.
 
 from __future__ import annotations
 
-import argparse
 import filecmp
-import inspect
-import os
 import shutil
-import sys
 import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .cli import command
-from .config import CLASSES
-from .data import (
-    SPLITS,
+from ..config import CLASSES
+from ..files import atomic_write
+from .images import (
     ImageLoadError,
-    LayoutError,
-    SkippedFileWarning,
     check_file,
-    discover_generators,
-    extra_class_folders,
-    list_class_images,
     load_image,
+    skip_bad_file,
     skip_summary,
     warn_skipped,
 )
+from .layout import SPLITS, LayoutError, discover_generators, extra_class_folders, list_class_images
 
 
 @dataclass
@@ -71,15 +62,14 @@ class CopySummary:
 def copy_file_safely(src: Path, dst: Path, summary: CopySummary) -> None:
     """Copy ``src`` to ``dst`` through a temporary name; skip identical bytes, never overwrite different ones.
 
-    Introduced in notebook 01. The temporary name plus ``os.replace`` means an interrupted copy leaves no
+    Introduced in notebook 01. Copying through ``files.atomic_write`` means an interrupted copy leaves no
     half-written image at ``dst``. A source that cannot be read as a file (see ``data.check_file``) is skipped
     with a warning and listed in ``summary.skipped``; the source is only ever read.
     """
     try:
         check_file(src)
     except ImageLoadError as err:
-        summary.skipped.append((src, str(err)))
-        warnings.warn(f"skipped {err}", SkippedFileWarning, stacklevel=3)
+        skip_bad_file(err, src, summary.skipped, stacklevel=3)
         return
     if dst.exists():
         if filecmp.cmp(src, dst, shallow=False):
@@ -92,14 +82,7 @@ def copy_file_safely(src: Path, dst: Path, summary: CopySummary) -> None:
                 stacklevel=3,
             )
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(dst, lambda tmp: shutil.copy2(src, tmp))
     summary.copied += 1
 
 
@@ -202,34 +185,3 @@ def create_full_all(
         plan += files
         summary.per_generator[gen] = len(files)
     return _copy_plan(plan, "create_full_all", summary, strict)
-
-
-STRICT_HELP = ("check every file before copying anything: each must decode as an image and no destination may "
-               "hold a different file; the first problem stops the run with nothing copied (default: copy bytes, "
-               "skip what cannot be read as a file with a warning, keep conflicting destinations)")
-
-
-def run_cli(tool: Callable[..., CopySummary], argv: Sequence[str] | None, prog: str) -> int:
-    """The command line of a tool: one ``--flag`` per keyword of its signature (the reference's names and
-    defaults, ``--strict`` a switch); bad input (a missing or empty ``--raw_dir``, a bad file under
-    ``--strict``) is a one-line error with exit code 2 (``cli.command``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=(tool.__doc__ or "").splitlines()[0])
-    for name, param in inspect.signature(tool).parameters.items():
-        if isinstance(param.default, bool):
-            parser.add_argument(f"--{name}", action="store_true", help=STRICT_HELP if name == "strict" else None)
-            continue
-        kind = int if isinstance(param.default, int) else str
-        parser.add_argument(f"--{name}", type=kind, default=param.default, help=f"default: {param.default}")
-
-    @command
-    def main(args: Sequence[str] | None) -> int:
-        try:
-            tool(**vars(parser.parse_args(args)))
-        except ValueError as err:  # e.g. a negative --n_per_class (ImageLoadError / LayoutError go to command)
-            if isinstance(err, ImageLoadError | LayoutError):
-                raise
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
-
-    return main(argv)

@@ -1,0 +1,223 @@
+"""Evaluation: score labelled folders with any detector, then measure honestly (reference §4, notebook 04).
+
+* ``score_folder``: p(ai) for every image of ``data_dir/<split>/{ai,nature}`` through the whole pipeline.
+* ``per_generator_table``: each detector on each generator of a GenImage-style tree, with its false-positive
+  rate on the resampling control (real photos upscaled bicubically) beside it.
+* ``cross_generator_matrix``: train on generator i, test on generator j.
+* ``robustness_sweep``: accuracy and AUC under JPEG, downscaling and blur.
+* ``threshold_report``: a threshold chosen on validation and applied to test, next to the leak of choosing it
+  on test.
+* ``python -m detectlib.evaluate --model_path models/saved_models/epoch_5.pth``: the reference's evaluation
+  (per-class report, confusion matrix, ``results/figures/confusion_matrix.png``) for either detector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import AI_INDEX
+from ..labels import DEFAULT_THRESHOLD
+from ..models.detector import Detector, load_detector
+from . import metrics
+from .scoring import Scores, WildScores, score_control, score_generators, score_wild
+
+
+def trained_on(checkpoint: Detector | Mapping) -> list[Path]:
+    """The dataset folder(s) a checkpoint says it was trained on (``config.data_dir`` or ``config.data_dirs``);
+    empty for a bare state dict."""
+    meta = checkpoint.meta if isinstance(checkpoint, Detector) else checkpoint
+    config = meta.get("config") or {}
+    return [Path(d) for d in (config.get("data_dirs") or [config.get("data_dir")]) if d]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a detector learned from, in words, and whether its score on a real-world image means anything:
+    ``real_world`` is True for data of your own (trained in ``full``), False for the kit's own fakes (trained in
+    ``smoke`` or ``demo``), None when the checkpoint does not say (a bare reference state dict)."""
+
+    text: str
+    real_world: bool | None
+
+
+def training_data(checkpoint: Detector | Mapping) -> TrainingData:
+    """A checkpoint's training data as ``TrainingData``, read from what training recorded in it."""
+    meta = checkpoint.meta if isinstance(checkpoint, Detector) else checkpoint
+    config = meta.get("config") or {}
+    names = ", ".join(p.name for p in trained_on(meta)) or "?"
+    if config.get("profile") in ("smoke", "demo"):
+        return TrainingData(f"{names}: the kit's own fakes (autoencoder, DCGAN and Real-ESRGAN images made from a "
+                            "few photos)", False)
+    if not config:
+        return TrainingData("not recorded in the checkpoint", None)
+    return TrainingData(f"{names} (your data)", True)
+
+
+def per_generator_table(
+    scores: Mapping[str, Mapping[str, Scores]],
+    control: Mapping[str, Scores] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[dict]:
+    """Rows ``detector, generator, n, accuracy, TPR, TNR, FPR, AUC, ...`` from ``scores[detector][generator]``
+    (``score_generators``), each detector's resampling-control row beside them (``control[detector]``): real
+    photos only, so there only the false-positive rate means anything."""
+    rows = []
+    for name, sets in scores.items():
+        rows += [{"detector": name, "generator": gen, **s.summary(threshold)} for gen, s in sets.items()]
+        if control is not None and name in control:
+            c = control[name]
+            rates = metrics.rates_at(c.y_true, c.p_ai, threshold)
+            rows.append({"detector": name, "generator": f"{c.name} (control)", "n": len(c),
+                         "accuracy": rates.accuracy, "tnr": rates.tnr, "fpr": rates.fpr})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- thresholds
+
+
+def split_val_test(scores: Scores, test_fraction: float = 0.5, seed: int = 0) -> tuple[Scores, Scores]:
+    """Two disjoint, class-stratified parts of one scored set, named ``val`` and ``test``: a held-out test set
+    when a dataset has only train/val (the demo's does)."""
+    from sklearn.model_selection import train_test_split
+
+    val_idx, test_idx = train_test_split(np.arange(len(scores)), test_size=test_fraction, random_state=seed,
+                                         stratify=scores.y_true)
+    return scores.take(np.sort(val_idx), "val"), scores.take(np.sort(test_idx), "test")
+
+
+def unchosen_scores(checkpoints: Mapping[str, Path], raw_root: Path | str,
+                    scored: Mapping[str, Scores]) -> dict[str, Scores]:
+    """Validation scores that nothing was chosen on, for the threshold lesson. A ``best.pth`` was picked by its
+    validation accuracy, so those images are not a fair test of it: its run's last epoch (``epoch_{N}.pth``,
+    which nothing chose) is scored instead. Other checkpoints (the heads keep their last epoch) keep their
+    ``scored`` pooled validation scores."""
+    from ..models.checkpoints import latest_checkpoint
+
+    out = {}
+    for name, path in checkpoints.items():
+        last = latest_checkpoint(Path(path).parent) if Path(path).name == "best.pth" else None
+        if last is None:
+            out[name] = scored[name]
+        else:
+            parts = score_generators(load_detector(last), raw_root)
+            out[name] = Scores.pooled(list(parts.values()), f"{name} ({last.name})")
+    return out
+
+
+def honest_threshold(val: Scores, test: Scores, rule: str = "youden",
+                     max_fpr: float = 0.05) -> tuple[metrics.ThresholdChoice, metrics.Rates]:
+    """Choose the threshold on ``val`` only, then measure it once on ``test``.
+
+    Refuses a ``val`` that is a test split, or the two sets sharing an image: either would let test data shape
+    the threshold. Test scores are read only after the choice is frozen.
+    """
+    if val.split == "test":
+        raise ValueError("the threshold must be chosen on validation scores, not on a split named 'test'")
+    shared = set(map(str, val.paths)) & set(map(str, test.paths))
+    if shared:
+        raise ValueError(f"validation and test share {len(shared)} image(s), e.g. {sorted(shared)[0]}")
+    choice = metrics.choose_threshold(val.y_true, val.p_ai, rule, max_fpr)
+    return choice, choice.rates(test.y_true, test.p_ai)
+
+
+def threshold_report(val: Scores, test: Scores, rule: str = "accuracy") -> list[dict]:
+    """Test accuracy of the threshold chosen on validation (honest) and of one chosen on test itself (the leak,
+    computed only to show how it flatters: it is a number nobody could reproduce on new images)."""
+    honest, on_test = honest_threshold(val, test, rule)
+    leaked = metrics.choose_threshold(test.y_true, test.p_ai, rule)  # deliberately wrong, for the lesson
+    return [
+        {"chosen on": "val (honest)", "threshold": honest.threshold,
+         "val accuracy": honest.val_rates.accuracy, "test accuracy": on_test.accuracy},
+        {"chosen on": "test (leak)", "threshold": leaked.threshold,
+         "val accuracy": metrics.accuracy(val.y_true, val.p_ai, leaked.threshold),
+         "test accuracy": metrics.accuracy(test.y_true, test.p_ai, leaked.threshold)},
+    ]
+
+
+def validation_threshold(val: Scores, rule: str = "youden") -> float:
+    """The threshold a detector's own validation set chooses (``metrics.choose_threshold``): what a user who tuned
+    it on its training distribution would deploy on new images."""
+    return metrics.choose_threshold(val.y_true, val.p_ai, rule).threshold
+
+
+def compare_detectors(checkpoints: Mapping[str, Path], raw_root: Path | str, wild_dir: Path | str | None = None,
+                      control: Path | str | None = None) -> list[dict]:
+    """One row per checkpoint, the comparisons a lesson makes in one table: accuracy and AUC on the pooled
+    validation images of every generator of ``raw_root``, the false-positive rate on the resampling ``control``
+    (when given and built), and the AUC on WILD with its verdict (when ``wild_dir`` is given)."""
+    rows = []
+    for name, path in checkpoints.items():
+        detector = load_detector(path)
+        val = Scores.pooled(list(score_generators(detector, raw_root).values()), name)
+        row = {"detector": name, "val accuracy": metrics.accuracy(val.y_true, val.p_ai),
+               "val auc": metrics.roc_auc(val.y_true, val.p_ai)}
+        if control is not None and (Path(control) / "val").is_dir():
+            c = score_control(detector, control)
+            row["control fpr"] = metrics.rates_at(c.y_true, c.p_ai).fpr
+        if wild_dir is not None:
+            summary = score_wild(detector, wild_dir).summary()
+            row["wild auc"] = summary["auc"]
+            row["wild verdict"] = describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])
+        rows.append(row)
+    return rows
+
+
+def auc_band(auc: float, n_ai: int, n_real: int) -> str:
+    """"chance" when the AUC is within two standard errors (``metrics.auc_standard_error``) of 0.5, else "above" or
+    "below": the verdict ``describe_auc`` words, as a value a check can compare."""
+    if math.isnan(auc):
+        return "unmeasurable"
+    if abs(auc - 0.5) <= 2 * metrics.auc_standard_error(auc, n_ai, n_real):
+        return "chance"
+    return "below" if auc < 0.5 else "above"
+
+
+def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
+    """An AUC in words, from the number and its sampling noise (``auc_band``): what a lesson prints after a run
+    instead of a verdict typed in before it."""
+    band = auc_band(auc, n_ai, n_real)
+    if band == "unmeasurable":
+        return "not measurable (one class missing)"
+    sentence = f"AUC {auc:.3f} ± {2 * metrics.auc_standard_error(auc, n_ai, n_real):.3f} on {n_ai} AI images and " \
+               f"{n_real} photos"
+    if band == "chance":
+        return f"no better than chance ({sentence})"
+    if band == "below":
+        return f"worse than chance: it ranks real photos as more AI-like than the fakes ({sentence})"
+    return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({sentence})"
+
+
+def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:
+    """One row per detector: its AUC on WILD with a verdict, and at the threshold its validation set chose, the
+    share of fakes caught (TPR) and of real photos flagged (FPR)."""
+    rows = []
+    for name, ws in wild.items():
+        summary = ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))
+        rows.append({"detector": name, **summary,
+                     "verdict": describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])})
+    return rows
+
+
+def wild_generator_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:
+    """One row per WILD generator (oldest model first): family, year, images, then each detector's TPR at its
+    validation threshold; a last row with each detector's FPR on WILD's real photos."""
+    first = next(iter(wild.values()))
+    info: dict[str, tuple[str, str, int]] = {}
+    for image in first.images:
+        if image.label == AI_INDEX:
+            family, year, n = info.get(image.generator, (image.family, str(image.year), 0))
+            info[image.generator] = (family, year, n + 1)
+    tprs = {name: ws.tpr_by_generator(thresholds.get(name, DEFAULT_THRESHOLD)) for name, ws in wild.items()}
+    rows = [{"generator": gen, "family": family, "year": year, "n": n,
+             **{f"TPR {name}": tprs[name].get(gen, float("nan")) for name in wild}}
+            for gen, (family, year, n) in sorted(info.items(), key=lambda kv: (kv[1][1], kv[1][0], kv[0]))]
+    real = sum(1 for im in first.images if im.label != AI_INDEX)
+    rows.append({"generator": "real photos (FPR)", "family": "photo", "year": "", "n": real,
+                 **{f"TPR {name}": ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))["fpr"]
+                    for name, ws in wild.items()}})
+    return rows

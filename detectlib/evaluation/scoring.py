@@ -1,0 +1,172 @@
+"""Standard inference (reference §5) and the one scoring pipeline: image files -> decode -> preprocess -> p(ai).
+
+Introduced in notebook 04::
+
+    python -m detectlib.infer --image_path example.jpg --model_path models/saved_models/epoch_5.pth
+    🔍 Predicción: Real
+    📊 Confianza: 97.32%
+
+``--lang en`` prints English words; several ``--image_path`` values or ``--image_dir`` write a CSV
+(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``; UTF-8, a file name that is not valid UTF-8
+written with backslash escapes). Unreadable files are skipped with a warning each and a summary (``--strict``:
+the first one stops the run); one unreadable ``--image_path`` alone is a one-line error, exit code 2. Either
+detector is recognised from its checkpoint. Lean on purpose: one prediction should cost little more than ``import torch, timm``, so nothing here
+imports scikit-learn or matplotlib, torch loads only once the paths are known to exist, and transformers only
+when the checkpoint is a CLIP head. ``evaluate`` scores through ``score_paths`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from ..config import AI_INDEX
+from ..data.layout import (
+    LayoutError,
+    class_samples,
+    discover_generators,
+)
+from ..labels import DEFAULT_THRESHOLD, format_confusion
+from ..models.detector import Detector
+from ..models.features import embedding_cache
+from . import metrics
+from .predictions import score_paths
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+@dataclass
+class Scores:
+    """True labels and p(ai) of one labelled image set scored by one detector; ``split`` says which set it is."""
+
+    y_true: np.ndarray
+    p_ai: np.ndarray
+    paths: list[Path]
+    split: str = "val"
+    name: str = ""
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def summary(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+        return metrics.summary(self.y_true, self.p_ai, threshold)
+
+    def report(self, threshold: float = DEFAULT_THRESHOLD) -> str:
+        """The reference's evaluation printout (§4: per-class report, confusion matrix), then TNR/TPR with counts
+        as the CLIP reference prints them, and the ROC-AUC."""
+        cm = metrics.confusion_at_threshold(self.y_true, self.p_ai, threshold)
+        return "\n".join([
+            metrics.classification_report(self.y_true, self.p_ai, threshold),
+            format_confusion(cm) + "\n",
+            str(metrics.rates_at(self.y_true, self.p_ai, threshold)),
+            f"ROC-AUC: {metrics.roc_auc(self.y_true, self.p_ai):.4f}",
+        ])
+
+    @classmethod
+    def pooled(cls, parts: Sequence[Scores], name: str = "pooled") -> Scores:
+        """Several scored sets as one (e.g. every generator's val split)."""
+        if not parts:
+            raise ValueError("nothing to pool")
+        return cls(np.concatenate([s.y_true for s in parts]), np.concatenate([s.p_ai for s in parts]),
+                   [p for s in parts for p in s.paths], parts[0].split, name, [x for s in parts for x in s.skipped])
+
+    def take(self, indices: Sequence[int], split: str | None = None) -> Scores:
+        """The images at ``indices``, optionally renamed as another split."""
+        idx = np.asarray(indices, dtype=int)
+        return replace(self, y_true=self.y_true[idx], p_ai=self.p_ai[idx], paths=[self.paths[i] for i in idx],
+                       split=split or self.split, skipped=[])
+
+
+def score_folder(
+    detector: Detector,
+    data_dir: Path | str,
+    split: str | None = "val",
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    perturb: Callable[[Image.Image], Image.Image] | None = None,
+    progress: bool = False,
+    name: str = "",
+    max_per_class: int | None = None,
+    strict: bool = False,
+    use_cache: bool = True,
+    seed: int | None = None,
+) -> Scores:
+    """Score ``data_dir/<split>/{ai,nature}`` (or ``data_dir/{ai,nature}`` with ``split=None``). Unreadable files
+    are left out with a warning each and a summary, and listed in ``Scores.skipped`` (``strict``: the first one
+    raises ``ImageLoadError``). A frozen-encoder head reads embeddings from the profile's cache (``use_cache``)."""
+    folder = Path(data_dir) / split if split else Path(data_dir)
+    samples = class_samples(folder, max_per_class, seed)
+    files, labels = [path for path, _ in samples], [label for _, label in samples]
+    pred = score_paths(detector, files, batch_size=batch_size, workers=workers, perturb=perturb, progress=progress,
+                       strict=strict, cache_dir=embedding_cache() if use_cache else None)
+    y_true = np.asarray(labels, dtype=int)[pred.kept] if pred.kept else np.zeros(0, dtype=int)
+    return Scores(y_true, pred.p_ai, pred.paths, split or folder.name, name or str(folder), pred.skipped)
+
+
+def score_control(detector: Detector, control: Path | str, split: str = "val", batch_size: int = 64) -> Scores:
+    """The resampling control scored: real photos that were only resampled (bicubic upscaling). A detector that
+    flags them learned "was resampled", which an upscaling generator such as ESRGAN also leaves, not "was
+    generated"; its false-positive rate here belongs beside every accuracy it reports."""
+    return score_folder(detector, control, split, batch_size=batch_size, name=Path(control).name)
+
+
+def score_generators(detector: Detector, raw_root: Path | str, split: str = "val",
+                     batch_size: int = 64) -> dict[str, Scores]:
+    """``{generator: Scores}`` for every generator folder of a GenImage-style tree ``raw_root/<GEN>``."""
+    generators = discover_generators(raw_root)
+    if not generators:
+        raise LayoutError(f"{raw_root}: no generator folders <GEN>/{{train,val}}/{{ai,nature}} in it")
+    return {g: score_folder(detector, Path(raw_root) / g, split, batch_size=batch_size, name=g) for g in generators}
+
+
+# ------------------------------------------------------------------------------------------------- WILD
+
+
+@dataclass
+class WildScores:
+    """One detector on WILD (``wild``): its ``Scores`` and, for each scored image, where it came from (generator,
+    model family and year for fakes; photo for reals), in the same order."""
+
+    scores: Scores
+    images: list  # wild.WildImage per scored path
+
+    def summary(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+        """AUC, then the rates at ``threshold``: TPR on the fakes, FPR on the real photos."""
+        rates = metrics.rates_at(self.scores.y_true, self.scores.p_ai, threshold)
+        return {"n_ai": rates.tp + rates.fn, "n_real": rates.tn + rates.fp,
+                "auc": metrics.roc_auc(self.scores.y_true, self.scores.p_ai), "threshold": threshold,
+                "tpr": rates.tpr, "fpr": rates.fpr}
+
+    def tpr_by_generator(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+        """Share of each generator's images flagged ai at ``threshold``."""
+        flagged: dict[str, list[bool]] = {}
+        for image, p in zip(self.images, self.scores.p_ai, strict=True):
+            if image.label == AI_INDEX:
+                flagged.setdefault(image.generator, []).append(bool(p >= threshold))
+        return {gen: float(np.mean(v)) for gen, v in flagged.items()}
+
+
+def score_wild(detector: Detector, wild_dir: Path | str, *, batch_size: int = 32, progress: bool = False,
+               name: str = "WILD") -> WildScores:
+    """Every WILD image (its ``manifest.csv``) scored by ``detector`` through the whole pipeline."""
+    from ..data.wild import load_wild
+
+    images = load_wild(wild_dir)
+    pred = score_paths(detector, [im.path for im in images], batch_size=batch_size, progress=progress,
+                       cache_dir=embedding_cache())
+    kept = [images[i] for i in pred.kept]
+    y = np.asarray([im.label for im in kept], dtype=int)
+    return WildScores(Scores(y, pred.p_ai, pred.paths, "wild", name, pred.skipped), kept)
+
+

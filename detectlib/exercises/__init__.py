@@ -1,0 +1,15 @@
+"""Self-checking exercises, one module per lesson (``build_dataset`` ... ``gradcam_explorer``) over the shared
+machinery in ``core``: ``dl.exercises.lesson01.q1.check(answer)``, ``.hint()``, ``.solution()``."""
+
+from __future__ import annotations
+
+from .build_dataset import lesson01
+from .core import Lesson
+from .evaluate import lesson04
+from .gradcam_explorer import lesson05
+from .train_clip_head import lesson03
+from .train_convnext import lesson02
+
+LESSONS: dict[str, Lesson] = {lesson.notebook: lesson for lesson in (lesson01, lesson02, lesson03, lesson04, lesson05)}
+
+__all__ = ["LESSONS", "Lesson", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05"]

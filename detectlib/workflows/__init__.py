@@ -1,0 +1,33 @@
+"""What a lesson or a command needs that trains *and* evaluates: the detectors notebooks 04 and 05 use
+(``detectors``), transfer across generators (``transfer``), the embedding of a whole dataset (``embedding``), and
+the speed measures of ``make bench`` (``bench``)."""
+
+from __future__ import annotations
+
+import lazy_loader
+
+# The public names of each module, reachable as ``detectlib.workflows.<name>``; a module loads on first use, so a
+# command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["bench", "detectors", "embedding", "transfer"],
+    submod_attrs={
+        "bench": [
+            "HEAD_EPOCH_VECTORS", "GOALS", "machine", "full_size_photos", "draft_decode_speedup",
+            "photo_pipeline_ratio", "encoder_variants", "demo_detectors", "draft_auc_shift",
+            "embed_speedup", "head_epoch_memory", "data_wait_share", "train_images_per_s", "wall_seconds",
+            "run_bench", "pipeline_vs_model_throughput", "infer_latency_vs_import_floor",
+            "head_epoch_seconds", "cache_speedup",
+        ],
+        "detectors": [
+            "TRANSFER_DETECTOR", "ensure_detectors", "finetuned_checkpoint",
+        ],
+        "embedding": [
+            "EmbedReport", "embed_dataset",
+        ],
+        "transfer": [
+            "CrossGenerator", "cross_generator_matrix", "LeaveGeneratorsOut", "read_content_control",
+            "leave_generators_out",
+        ],
+    },
+)

@@ -1,0 +1,40 @@
+"""TODO docstring for workflows.detectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Profile, get_paths, get_profile
+from ..data.layout import discover_generators
+
+TRANSFER_DETECTOR = "EfficientNet-Lite0 (pretrained)"
+
+
+def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
+    """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
+    trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
+    and 05 also run on their own. Notebook 02's fine-tuned pretrained EfficientNet-Lite0 joins them when it is
+    there (it is never trained here: that is notebook 02's lesson)."""
+    from ..data.demo import ensure_demo_dataset
+    from ..training.clip_head import train_clip_head
+    from ..training.convnext import train_convnext
+
+    profile = get_profile(profile)
+    models = get_paths(profile).models
+    convnext, head = models / "best.pth", models.parent / "clip_head" / "clip_head.pth"
+    if not (convnext.is_file() and head.is_file()):
+        raw = ensure_demo_dataset(profile)
+        folder = raw / discover_generators(raw)[0]
+        if not convnext.is_file():
+            convnext = train_convnext(folder, profile=profile, progress=False).best_checkpoint
+        if not head.is_file():
+            head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
+    found = {"ConvNeXt": convnext, "CLIP head": head}
+    transfer = finetuned_checkpoint(profile)
+    return found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
+
+
+def finetuned_checkpoint(profile: Profile | str | None = None) -> Path:
+    """Where notebook 02 saves its ImageNet-pretrained EfficientNet-Lite0 fine-tuned end to end: the fair opponent
+    of the frozen head (notebook 03), since both start from pretrained features."""
+    return get_paths(profile).models.parent / "transfer" / "pretrained" / "best.pth"
