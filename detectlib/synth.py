@@ -1,4 +1,5 @@
-"""TODO docstring for synth."""
+"""``python -m detectlib.synth``: build the embedded demo dataset of the profile (``make demo`` runs it first).
+What it builds and why is ``data.demo``."""
 
 from __future__ import annotations
 

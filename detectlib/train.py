@@ -1,4 +1,11 @@
-"""TODO docstring for train."""
+"""``python -m detectlib.train``: the reference's training command for the ConvNeXt detector (notebook 02).
+
+    python -m detectlib.train --data_dir data/raw/ADM
+    torchrun --standalone --nproc_per_node 4 -m detectlib.train --data_dir data/raw/ALL_full
+
+The model, size and weights follow ``DETECTLIB_PROFILE`` (``full`` is exactly the reference's) and one line says
+which. The recipe is ``training.convnext``, the loop ``training.loop``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""TODO docstring for train_clip_head."""
+"""``python -m detectlib.train_clip_head``: the CLIP reference's training command (notebook 03).
+
+    python -m detectlib.train_clip_head --data_dir data/raw/ADM
+
+The encoder follows ``DETECTLIB_PROFILE`` (ViT-L/14 in ``full``, as the reference) and one line says which; the
+reference's validation printout follows each run. The training is ``training.clip_head``.
+"""
 
 from __future__ import annotations
 

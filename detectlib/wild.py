@@ -1,4 +1,5 @@
-"""TODO docstring for wild."""
+"""``python -m detectlib.wild``: build WILD, real text-to-image outputs against real photographs, offline
+(``make demo`` runs it). What goes in and how both classes are processed alike is ``data.wild``."""
 
 from __future__ import annotations
 

@@ -269,6 +269,8 @@ SHORTCUTS = [
     ("03", "q3", "import torch\nfrom builders import clip_detector\n"
                  "def p_ai_from_score(score):\n"
                  "    return clip_detector().p_ai(torch.as_tensor(score)).numpy()\n", "dl.models.Detector.p_ai"),
+    ("03", "q3", "def p_ai_from_score(score):\n    return dl.models.p_ai_from_score(score)\n",
+     "dl.models.p_ai_from_score"),
     ("03", "q4", "def label_from_score(score):\n    return dl.labels.predicted_class((1 - score) / 2)\n",
      "dl.labels.predicted_class"),
     ("04", "q1", "def rates(y, p, t):\n    r = dl.evaluation.rates_at(y, p, t)\n    return r.tpr, r.tnr\n",
@@ -295,6 +297,13 @@ def test_the_library_shortcut_fails_the_check_naming_the_function(lesson, label,
     result, out = _check(capsys, lesson, label, code)
     assert result.status == "wrong" and out.startswith("❌"), out
     assert f"calls {function}, the very function this check compares with" in out, out
+
+
+def test_a_shortcut_through_the_defining_module_is_caught_too(capsys):
+    """``dl.data.blockiness`` is re-exported from ``detectlib.data.audit``: the tripwire sits on both."""
+    code = "def block_ratio(grey):\n    from detectlib.data.audit import blockiness\n    return blockiness(grey)\n"
+    result, out = _check(capsys, "01", "q4", code)
+    assert result.status == "wrong" and "calls dl.data.blockiness" in out, out
 
 
 def test_a_shortcut_hidden_in_a_try_block_is_still_caught_and_the_library_is_restored(capsys):

@@ -53,7 +53,7 @@ def _pyproject_packages() -> set[str]:
 
 
 def _environment_packages() -> set[str]:
-    conda_to_pip = {"pytorch": "torch"}
+    conda_to_pip = {"pytorch": "torch", "lazy_loader": "lazy-loader"}
     names = set()
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("dependencies:", 1)[1].splitlines():

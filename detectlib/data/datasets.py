@@ -1,4 +1,5 @@
-"""TODO docstring for data.datasets."""
+"""What training reads: an ImageFolder-style dataset of one split folder, preloaded when it fits in memory, that
+skips unreadable files by the one rule of ``images`` and refuses a class left without a readable image."""
 
 from __future__ import annotations
 

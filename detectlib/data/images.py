@@ -1,10 +1,11 @@
-"""Images on disk -> tensors: safe loading, the reference's transforms, ImageFolder datasets.
+"""Images on disk -> PIL images: the one loader, and the one rule for a file that cannot be read.
 
-Introduced in notebook 01 (layouts) and used by every later notebook. The reference layout is
-``root/{train,val}/{ai,nature}``; GenImage-style trees put one such root per generator under ``data/raw/<GEN>``.
+``load_image(path, target)`` checks the file (a directory, FIFO, empty file, decompression bomb... each named with its
+fix), decodes it, applies EXIF orientation and converts to RGB; given the size the model needs, a big JPEG is
+decoded reduced (``Image.draft``), which is faster and changes AUC by less than 0.01 (``make bench``).
 
-The bad-file policy, the same in every module and command line: a file that cannot be read as an image is
-skipped with a warning naming it and the reason (``SkippedFileWarning``), and a summary follows
+The bad-file rule, the same in every module and command line (``skip_bad_file``): a file that cannot be read as an
+image is skipped with a warning naming it and the reason (``SkippedFileWarning``), and a summary follows
 (``skipped N unreadable files: ...``); ``strict=True`` (``--strict``) raises on the first one instead.
 """
 

@@ -1,18 +1,6 @@
-"""The reference's dataset tools (§7): a balanced sample of every generator, and all generators merged.
-
-Introduced in notebook 01. Both read GenImage-style folders ``raw/<GEN>/{train,val}/{ai,nature}`` and write
-the reference layout ``out/{train,val}/{ai,nature}``, each file renamed ``<GEN>_<name>`` so that files of two
-generators never collide. They only ever copy: a source is never moved, modified or deleted. A re-run adds
-nothing twice (the same bytes already there are skipped) and never overwrites a different file (a conflict is
-reported and skipped).
-
-The bad-file policy (``data``): they copy bytes and do not decode images, so by default only what cannot be read
-as a file (a directory, FIFO or broken link named like an image, an empty or unreadable file) is skipped, with a
-warning naming it and a summary; an undecodable image is copied as it is and skipped later by whatever reads the
-dataset. ``strict=True`` (``--strict``) checks everything before writing anything: every selected file must
-decode as an image and no destination may hold a different file, else the first problem is raised and nothing
-is copied, so a strict build is all or nothing.
-"""
+"""The reference's dataset tools: a balanced sample of every generator (``create_samples``), and all generators
+merged into one folder (``create_full_all``). Introduced in notebook 01; the command lines are
+``python -m detectlib.create_samples`` and ``python -m detectlib.create_full_all``. Sources are only ever read."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring for data.transforms."""
+"""Images -> tensors: the reference's transforms (random crop and flip for training, resize for validation),
+ImageNet normalisation, and the NPR-style high-pass residual a detector can be trained on instead of pixels."""
 
 from __future__ import annotations
 

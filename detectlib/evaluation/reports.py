@@ -1,14 +1,11 @@
-"""Evaluation: score labelled folders with any detector, then measure honestly (reference §4, notebook 04).
+"""What the lessons print about scores: tables per generator, thresholds chosen honestly, verdicts in words.
 
-* ``score_folder``: p(ai) for every image of ``data_dir/<split>/{ai,nature}`` through the whole pipeline.
 * ``per_generator_table``: each detector on each generator of a GenImage-style tree, with its false-positive
   rate on the resampling control (real photos upscaled bicubically) beside it.
-* ``cross_generator_matrix``: train on generator i, test on generator j.
-* ``robustness_sweep``: accuracy and AUC under JPEG, downscaling and blur.
-* ``threshold_report``: a threshold chosen on validation and applied to test, next to the leak of choosing it
-  on test.
-* ``python -m detectlib.evaluate --model_path models/saved_models/epoch_5.pth``: the reference's evaluation
-  (per-class report, confusion matrix, ``results/figures/confusion_matrix.png``) for either detector.
+* ``threshold_report`` / ``honest_threshold``: a threshold chosen on validation and applied to test, next to the
+  leak of choosing it on test.
+* ``compare_detectors``, ``wild_table``, ``describe_auc``, ``auc_band``: the numbers a lesson's sentence reads.
+* ``training_data``: what a checkpoint learned from, so no score is mistaken for evidence.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""TODO docstring for evaluation.robustness."""
+"""How scores move when the image changes but its class does not: JPEG re-compression, downscaling and blur
+(``Perturbation``), swept over detectors (``robustness_sweep``, notebook 04)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
-"""Standard inference (reference §5) and the one scoring pipeline: image files -> decode -> preprocess -> p(ai).
-
-Introduced in notebook 04::
-
-    python -m detectlib.infer --image_path example.jpg --model_path models/saved_models/epoch_5.pth
-    🔍 Predicción: Real
-    📊 Confianza: 97.32%
-
-``--lang en`` prints English words; several ``--image_path`` values or ``--image_dir`` write a CSV
-(``path,p_ai,label``, label = class folder name ``ai`` / ``nature``; UTF-8, a file name that is not valid UTF-8
-written with backslash escapes). Unreadable files are skipped with a warning each and a summary (``--strict``:
-the first one stops the run); one unreadable ``--image_path`` alone is a one-line error, exit code 2. Either
-detector is recognised from its checkpoint. Lean on purpose: one prediction should cost little more than ``import torch, timm``, so nothing here
-imports scikit-learn or matplotlib, torch loads only once the paths are known to exist, and transformers only
-when the checkpoint is a CLIP head. ``evaluate`` scores through ``score_paths`` too.
-"""
+"""Labelled image sets scored by a detector (``Scores``): a split folder, each generator of a tree, the resampling
+control, WILD. The per-file pipeline is ``predictions.score_paths``; the numbers on the scores are ``metrics``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring for exercises.build_dataset."""
+"""Exercises of lesson 01, building the dataset: a leak-free split, the audit's format warning, JPEG blockiness,
+and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 

@@ -31,7 +31,9 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import sys
 import textwrap
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,17 @@ def _owner(dotted: str) -> tuple[Any, str]:
     raise ValueError(f"{dotted}: no module in this dotted name")
 
 
+def _holders(owner: Any, attr: str, original: Any) -> list[Any]:
+    """Every place a learner can reach ``original`` under ``attr``: a function defined in one module is also
+    re-exported by its package (``dl.data.blockiness`` is ``detectlib.data.audit.blockiness``), so each holder is
+    wired; an attribute of a class has one holder, the class."""
+    if not isinstance(owner, types.ModuleType):
+        return [owner]
+    kit = [module for name, module in list(sys.modules.items())
+           if (name == "detectlib" or name.startswith("detectlib.")) and vars(module).get(attr) is original]
+    return [owner, *(module for module in kit if module is not owner)]
+
+
 @contextlib.contextmanager
 def _tripwires(targets: Iterable[str]) -> Iterator[list[str]]:
     """While inside, each named function raises ``_ShortcutTaken`` when called; yields the names called."""
@@ -90,8 +103,11 @@ def _tripwires(targets: Iterable[str]) -> Iterator[list[str]]:
             taken.append(_target)
             raise _ShortcutTaken(_target)
 
-        patched.append((owner, attr, inspect.getattr_static(owner, attr)))
-        setattr(owner, attr, wire)
+        # a package's re-export loads on first access (getattr); a class keeps its descriptors (getattr_static)
+        original = getattr(owner, attr) if isinstance(owner, types.ModuleType) else inspect.getattr_static(owner, attr)
+        for holder in _holders(owner, attr, original):
+            patched.append((holder, attr, original))
+            setattr(holder, attr, wire)
     try:
         yield taken
     finally:

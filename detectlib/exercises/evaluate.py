@@ -1,4 +1,5 @@
-"""TODO docstring for exercises.evaluate."""
+"""Exercises of lesson 04, evaluating honestly: TPR and TNR, a threshold chosen on validation, AUC by pairs, the
+cross-generator matrix, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 

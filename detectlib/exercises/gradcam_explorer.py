@@ -1,4 +1,5 @@
-"""TODO docstring for exercises.gradcam_explorer."""
+"""Exercises of lesson 05, Grad-CAM: the channel weights, the map, min-max normalisation, the hottest pixels, and
+the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring for exercises.train_clip_head."""
+"""Exercises of lesson 03, the frozen-encoder head: what is trained, the cache key, p(ai) from the CLIP score, the
+reference's decision, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 
@@ -225,7 +226,7 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 return (1 - score) / 2
         '''),
         data_fn=_clip_scores,
-        forbidden=("detectlib.models.Detector.p_ai",),
+        forbidden=("detectlib.models.Detector.p_ai", "detectlib.models.p_ai_from_score"),
     ),
     Question(
         "q4", "The reference's decision", ("label_from_score",), _check_label,

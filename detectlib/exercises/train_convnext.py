@@ -1,4 +1,5 @@
-"""TODO docstring for exercises.train_convnext."""
+"""Exercises of lesson 02, training a ConvNeXt: swapping the head, the validation transform, freezing, picking the
+best epoch, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring for explain.deletion."""
+"""The deletion check: is a heatmap evidence or decoration? Hide the hottest pixels and, for comparison, regions of
+the same shape elsewhere; a faithful map's region lowers the prediction more (notebook 05)."""
 
 from __future__ import annotations
 

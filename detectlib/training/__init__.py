@@ -9,8 +9,11 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["clip_head", "convnext", "distributed", "loop"],
+    submodules=["checkpointing", "clip_head", "convnext", "distributed", "loop"],
     submod_attrs={
+        "checkpointing": [
+            "clear_checkpoints", "EpochCheckpoints",
+        ],
         "clip_head": [
             "reference_metrics", "format_reference_metrics", "bce_on_logit", "predict_class",
             "val_metrics", "ClipHeadResult", "train_head", "train_clip_head", "compare_encoders",
@@ -21,7 +24,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "fit_verdict", "comparison_table",
         ],
         "distributed": [
-            "DistContext", "distributed_context",
+            "DistContext", "distributed_context", "shard", "all_reduce_sum", "all_gather_cat",
+            "set_epoch", "wrap_model", "wait_for_main",
         ],
         "loop": [
             "LossFn", "History", "epoch_seed", "fit",

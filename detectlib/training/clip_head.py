@@ -1,14 +1,15 @@
-"""Train the CLIP reference's head on a frozen encoder, and its CLI ``python -m detectlib.train_clip_head``.
+"""Train the CLIP reference's head on a frozen encoder (notebook 03, ``python -m detectlib.train_clip_head``).
 
-Introduced in notebook 03. The head (dropout -> Linear(dim, 1)) learns from cached embeddings (``features``) through
-the shared loop ``train.fit``, with BCE on its logit; the target is the ImageFolder label, so the logit is the
-log-odds of *real* (``nature`` = 1) and the reference's score ``2·sigmoid(logit) − 1`` is > 0 for real photos.
+The head (dropout -> Linear(dim, 1)) learns from cached embeddings (``models.features``) through the shared loop
+``loop.fit``, with BCE on its logit; the target is the ImageFolder label, so the logit is the log-odds of *real*
+(``nature`` = 1) and the reference's score ``2·sigmoid(logit) − 1`` is > 0 for real photos.
 
 The reference's validation printout, and which class is "positive" in it. Its numbers only add up one way:
 TNR 94 / 98, TPR 99 / 99 and F1 0.9792 = 2·94 / (2·94 + 4 + 0), the F1 of the class in the *TNR* row. The kit's
-rates put ``ai`` as the positive class (``metrics.Rates``, as notebook 04 prints them): TPR = fakes caught, TNR =
-real photos let through. So the F1 printed here is the F1 of ``nature``, which is also scikit-learn's default
-(``pos_label=1`` on ImageFolder labels) and the head's training target. AUC-ROC is the same for either class.
+rates put ``ai`` as the positive class (``evaluation.metrics.Rates``, as notebook 04 prints them): TPR = fakes
+caught, TNR = real photos let through. So the F1 printed here is the F1 of ``nature``, which is also
+scikit-learn's default (``pos_label=1`` on ImageFolder labels) and the head's training target. AUC-ROC is the same
+for either class.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""TODO docstring for training.convnext."""
+"""The ConvNeXt recipe (notebook 02, ``python -m detectlib.train``): a timm classifier fine-tuned end to end on a
+reference-layout folder through ``loop.fit``, its checkpoints self-describing, its two curves saved as the
+reference saves them; and the words for what a run's history shows (``fit_kind``, ``fit_verdict``)."""
 
 from __future__ import annotations
 

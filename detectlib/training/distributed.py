@@ -1,24 +1,21 @@
-"""TODO docstring for training.distributed."""
+"""What ``fit`` needs under ``torchrun``: where this process stands, its share of the data, sums and gathers
+over processes, and the DDP wrapper. Every helper is the identity in a single process, so the loop reads the same
+either way:
+
+    torchrun --standalone --nproc_per_node 4 -m detectlib.train --data_dir data/raw/ALL_full
+
+(``--batch_size`` is per process; only rank 0 prints and writes.)
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-
-
-def _rank(row: Mapping[str, Any], key: str = "val_acc") -> tuple[float, float, int]:
-    """Sort key, smaller is better."""
-    value = float(row[key])
-    return (value if key.endswith("loss") else -value, float(row.get("val_loss", 0.0)), int(row["epoch"]))
-
-
-# ----------------------------------------------------------------------------------------- distributed
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ def distributed_context() -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
-def _shard(loader: DataLoader, ctx: DistContext, *, train: bool, seed: int) -> DataLoader:
+def shard(loader: DataLoader, ctx: DistContext, *, train: bool, seed: int) -> DataLoader:
     """The same loader over this rank's share: a shuffling DistributedSampler for training; for validation
     every ``world_size``-th image (no padding, so each image counts exactly once)."""
     if ctx.world_size == 1 or isinstance(loader.sampler, DistributedSampler):
@@ -68,7 +65,8 @@ def _shard(loader: DataLoader, ctx: DistContext, *, train: bool, seed: int) -> D
     )
 
 
-def _all_reduce_sum(values: list[float], device: torch.device, ctx: DistContext) -> list[float]:
+def all_reduce_sum(values: list[float], device: torch.device, ctx: DistContext) -> list[float]:
+    """``values`` summed over every process."""
     if ctx.world_size == 1:
         return values
     import torch.distributed as dist
@@ -78,7 +76,8 @@ def _all_reduce_sum(values: list[float], device: torch.device, ctx: DistContext)
     return tensor.tolist()
 
 
-def _all_gather_cat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def all_gather_cat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Every process's ``tensor``, concatenated in rank order (the whole validation set's outputs)."""
     if ctx.world_size == 1:
         return tensor
     import torch.distributed as dist
@@ -86,3 +85,31 @@ def _all_gather_cat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     parts: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(parts, tensor.cpu())
     return torch.cat(parts)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """A sharded training loader reshuffles by epoch (``DistributedSampler.set_epoch``); others need nothing."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+
+
+def wrap_model(model: torch.nn.Module, device: torch.device, ctx: DistContext) -> torch.nn.Module:
+    """``model`` under ``DistributedDataParallel`` in a multi-process run, so gradients are averaged; itself
+    otherwise. Checkpoints keep saving ``model``, never the wrapper."""
+    if ctx.world_size == 1:
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Depthwise (C, 1, k, k) grads come back with a different but equivalent stride on size-1 dims: benign.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def wait_for_main(ctx: DistContext) -> None:
+    """Every process returns once rank 0's checkpoints are on disk."""
+    if ctx.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

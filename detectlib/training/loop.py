@@ -1,13 +1,10 @@
-"""One training loop for both detectors, and the ConvNeXt command line ``python -m detectlib.train``.
+"""One training loop for every detector: ``fit``, readable in one screen.
 
 Introduced in notebook 02 (ConvNeXt); notebook 03 reuses ``fit`` for the frozen-encoder head with its own loss and
-prediction rule. The loop is the reference's (§3): AdamW, and after every epoch the training loss, the validation
-loss and the validation accuracy, with a checkpoint ``epoch_{N}.pth``. Around it, what a class and a lab need:
-progress bars, a ``best.pth``, exact resume, mixed precision on a GPU, and DDP under ``torchrun``:
-
-    torchrun --standalone --nproc_per_node 4 -m detectlib.train --data_dir data/raw/ALL_full
-
-(``--batch_size`` is per process; only rank 0 prints and writes.)
+prediction rule. The loop is the reference's: AdamW, and after every epoch the training loss, the validation
+loss and the validation accuracy, with a checkpoint ``epoch_{N}.pth``. Around it, what a class and a lab need, each
+in a named helper: progress bars, a ``best.pth`` and exact resume (``checkpointing``), mixed precision on a GPU,
+and DDP under ``torchrun`` (``distributed``).
 """
 
 from __future__ import annotations
@@ -23,24 +20,29 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..config import CLASSES
-from ..models.checkpoints import (
-    CheckpointError,
-    _clear_checkpoints,
-    check_compatible,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
+from .checkpointing import EpochCheckpoints
+from .distributed import (
+    all_gather_cat,
+    all_reduce_sum,
+    distributed_context,
+    set_epoch,
+    shard,
+    wait_for_main,
+    wrap_model,
 )
-from .distributed import _all_gather_cat, _all_reduce_sum, _rank, _shard, distributed_context
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------------------------- history
+
+
+def _rank(row: Mapping[str, Any], key: str = "val_acc") -> tuple[float, float, int]:
+    """Sort key, smaller is better."""
+    value = float(row[key])
+    return (value if key.endswith("loss") else -value, float(row.get("val_loss", 0.0)), int(row["epoch"]))
 
 
 @dataclass
@@ -128,6 +130,32 @@ def _train_epoch(model, batches, optimizer, scaler, loss_fn, predict_fn, device,
     return [loss_sum.item(), float(correct.item()), float(count), wait, time.perf_counter() - start]
 
 
+def _epoch_row(epoch: int, train: list[float], outputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
+               predict_fn: Callable, val_metrics_fn: Callable | None, seconds: float, world_size: int) -> dict:
+    """One ``History`` row from the summed training pass (``_train_epoch``) and all validation outputs."""
+    loss_sum, correct, count, wait, train_s = train
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / count,
+        "train_acc": correct / count,
+        "val_loss": float(loss_fn(outputs, targets)),
+        "val_acc": float(_correct(predict_fn(outputs), targets).float().mean()),
+        **{k: float(v) for k, v in (val_metrics_fn(outputs, targets) if val_metrics_fn else {}).items()},
+        "train_images": int(count),
+        "val_images": len(targets),
+        "seconds": seconds,
+        "images_per_s": count / (train_s / world_size),
+        "data_wait": wait / train_s,
+    }
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    """The reference's line after each epoch, with its speed."""
+    return (f"Epoch {row['epoch']}/{epochs} - Train Loss: {row['train_loss']:.4f} - Val Loss: {row['val_loss']:.4f}"
+            f" - Val Acc: {row['val_acc']:.4f} ({row['seconds']:.1f}s, {row['images_per_s']:.0f} img/s, "
+            f"data wait {row['data_wait']:.0%})")
+
+
 @torch.no_grad()
 def _predict(model, batches, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """All outputs (float32, CPU) and targets of one pass in eval mode."""
@@ -174,92 +202,34 @@ def fit(
     ctx = distributed_context()
     device = torch.device(device) if device is not None else (
         torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu"))
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    predict_fn = predict_fn or _argmax
-    dtype = _autocast_dtype(device, amp)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    train_loader = _shard(train_loader, ctx, train=True, seed=seed)
-    val_loader = _shard(val_loader, ctx, train=False, seed=seed)
-
+    loss_fn, predict_fn, dtype = loss_fn or nn.CrossEntropyLoss(), predict_fn or _argmax, _autocast_dtype(device, amp)
+    train_loader, val_loader = shard(train_loader, ctx, train=True, seed=seed), shard(val_loader, ctx, train=False,
+                                                                                      seed=seed)
     from timm.optim import param_groups_weight_decay  # no decay on norms and biases, as timm trains ConvNeXt
 
     model.to(device)
     optimizer = torch.optim.AdamW(param_groups_weight_decay(model, weight_decay), lr=lr)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    history, start = History(), 1
-    last = latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
-    if last is not None:
-        ckpt = load_checkpoint(last)
-        if "train_state" not in ckpt:
-            raise CheckpointError(f"{last}: holds no optimizer state, so training cannot resume from it")
-        if checkpoint_meta and "arch" in checkpoint_meta:
-            check_compatible(ckpt, checkpoint_meta["arch"], checkpoint_meta.get("classes") or CLASSES, last)
-        try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as err:
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            raise CheckpointError(f"{last}: its weights do not fit the model of this run ({lines[-1]}); was it "
-                                  "trained with other --model options?") from None
-        optimizer.load_state_dict(ckpt["train_state"]["optimizer"])
-        scaler.load_state_dict(ckpt["train_state"]["scaler"])
-        history, start = History(list(ckpt["history"])), int(ckpt["epoch"]) + 1
-        if ctx.is_main:
-            print(f"Resuming from {last} (epoch {ckpt['epoch']} of {epochs})", flush=True)
-    elif checkpoint_dir is not None and ctx.is_main:
-        _clear_checkpoints(checkpoint_dir)
-
-    net: nn.Module = model
-    if ctx.world_size > 1:
-        import warnings
-
-        from torch.nn.parallel import DistributedDataParallel
-
-        # Depthwise (C, 1, k, k) grads come back with a different but equivalent stride on size-1 dims: benign.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    saver = EpochCheckpoints(Path(checkpoint_dir), checkpoint_meta or {}, seed) if checkpoint_dir else None
+    rows, start = saver.start(model, optimizer, scaler, resume, epochs, ctx.is_main) if saver else ([], 1)
+    history, net = History(rows), wrap_model(model, device, ctx)
 
     for epoch in range(start, epochs + 1):
         epoch_start = time.perf_counter()
         _reseed(epoch_seed(seed, epoch, ctx.rank))
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-
+        set_epoch(train_loader, epoch)
         show = progress and ctx.is_main
-        loss_sum, correct, count, wait, train_s = _all_reduce_sum(
-            _train_epoch(net, _bar(train_loader, f"epoch {epoch}/{epochs} train", show), optimizer, scaler,
-                         loss_fn, predict_fn, device, dtype),
-            device, ctx)
+        train = all_reduce_sum(_train_epoch(net, _bar(train_loader, f"epoch {epoch}/{epochs} train", show),
+                                            optimizer, scaler, loss_fn, predict_fn, device, dtype), device, ctx)
         outputs, targets = _predict(net, _bar(val_loader, f"epoch {epoch}/{epochs} val", show), device, dtype)
-        outputs, targets = _all_gather_cat(outputs, ctx), _all_gather_cat(targets, ctx)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / count,
-            "train_acc": correct / count,
-            "val_loss": float(loss_fn(outputs, targets)),
-            "val_acc": float(_correct(predict_fn(outputs), targets).float().mean()),
-            **{k: float(v) for k, v in (val_metrics_fn(outputs, targets) if val_metrics_fn else {}).items()},
-            "train_images": int(count),
-            "val_images": len(targets),
-            "seconds": time.perf_counter() - epoch_start,
-            "images_per_s": count / (train_s / ctx.world_size),
-            "data_wait": wait / train_s,
-        }
+        outputs, targets = all_gather_cat(outputs, ctx), all_gather_cat(targets, ctx)
+        row = _epoch_row(epoch, train, outputs, targets, loss_fn, predict_fn, val_metrics_fn,
+                         time.perf_counter() - epoch_start, ctx.world_size)
         is_best = not history.epochs or _rank(row) < _rank(history.best())
         history.epochs.append(row)
         if ctx.is_main:
-            print(f"Epoch {epoch}/{epochs} - Train Loss: {row['train_loss']:.4f} - "
-                  f"Val Loss: {row['val_loss']:.4f} - Val Acc: {row['val_acc']:.4f} ({row['seconds']:.1f}s, "
-                  f"{row['images_per_s']:.0f} img/s, data wait {row['data_wait']:.0%})",
-                  flush=True)
-            if checkpoint_dir is not None:
-                meta = {**(checkpoint_meta or {}), "epoch": epoch, "metrics": row, "history": history.epochs,
-                        "seed": seed}
-                save_checkpoint(checkpoint_dir / f"epoch_{epoch}.pth", model.state_dict(), **meta,
-                                train_state={"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()})
-                if is_best:
-                    save_checkpoint(checkpoint_dir / "best.pth", model.state_dict(), **meta)
-    if ctx.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # every rank returns once rank 0's checkpoints are on disk
+            print(_epoch_line(row, epochs), flush=True)
+            if saver:
+                saver.save(model, optimizer, scaler, history.epochs, is_best)
+    wait_for_main(ctx)
     return history

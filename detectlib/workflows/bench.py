@@ -447,8 +447,48 @@ def wall_seconds(command: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
+def _auc_shift_images(profile: Profile, val_paths: list[Path], generator: str) -> tuple[list, list, str]:
+    """(paths, labels, where) for the decode-shift measure: WILD when it is built; otherwise (smoke) the demo
+    dataset's PNG validation images, on which the reduced decode does not act."""
+    wild_dir = get_paths(profile).wild
+    if (wild_dir / "manifest.csv").is_file():
+        from ..data.wild import load_wild
+
+        images = load_wild(wild_dir)
+        return [im.path for im in images], [im.label for im in images], "WILD"
+    return val_paths, [int(p.parent.name == "nature") for p in val_paths], f"{generator}/val (no WILD build)"
+
+
+def _onnx_peer_entry(spec: str, photos: list[Path], quick: bool) -> dict[str, Any]:
+    """The encoder against the INT8 ONNX peer; in smoke only the tiny encoder's own variants (the peer runs on
+    ViT-B/16 pixels only)."""
+    if quick:
+        variants = encoder_variants(spec, photos[:4], batch_size=2, onnx=False)
+        return _entry("clip_b16_vs_onnx_int8", None, encoder=spec,
+                      skipped="smoke profile: no ViT-B/16, the peer is not run", **variants)
+    from ..models.clip_onnx import HUB_ID
+
+    variants = encoder_variants(HUB_ID, photos[:32])
+    return _entry("clip_b16_vs_onnx_int8", variants.pop("ratio"), **variants)
+
+
+def _fresh_clone_wall_times(root: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """``make setup``, ``make demo`` and ``make test`` timed in a fresh clone of ``root``."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "detectlib"
+        subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+        for key, target in (("install_wall_s", "setup"), ("demo_wall_s", "demo"), ("test_wall_s", "test")):
+            log(f"{key}: make {target} in {'a' if target == 'setup' else 'the'} fresh clone")
+            results[key] = _entry(key, wall_seconds(["make", target], clone))
+    return results
+
+
 def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every measurement of ``make bench`` for one profile; ``full`` adds the whole-command wall times."""
+    """Every measurement of ``make bench`` for one profile; ``full`` adds the whole-command wall times.
+
+    Long but flat on purpose: one measurement after another, in the order of the README's Performance table, each
+    a log line, one call and one ``_entry``."""
     from ..data.demo import ensure_demo_dataset
 
     raw = ensure_demo_dataset(profile)
@@ -480,31 +520,13 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
                                              **pipeline)
 
     log("draft_wild_auc_shift: each detector's WILD AUC, reduced decode vs whole")
-    wild_dir = get_paths(profile).wild
-    if (wild_dir / "manifest.csv").is_file():
-        from ..data.wild import load_wild
-
-        images = load_wild(wild_dir)
-        paths, labels, where = [im.path for im in images], [im.label for im in images], "WILD"
-    else:  # smoke: the demo dataset's PNG validation images (the reduced decode does not act on PNG)
-        paths = val_paths
-        labels = [int(p.parent.name == "nature") for p in paths]
-        where = f"{generators[0].name}/val (no WILD build)"
+    paths, labels, where = _auc_shift_images(profile, val_paths, generators[0].name)
     shift = draft_auc_shift(demo_detectors(profile) or {"ConvNeXt": checkpoint}, paths, labels)
     results["draft_wild_auc_shift"] = _entry("draft_wild_auc_shift", shift.pop("shift"), images_from=where,
                                              **shift)
 
     log("clip_b16_vs_onnx_int8: CLIP-B/16 fast CPU variant vs the INT8 ONNX peer, images/s")
-    if quick:  # the tiny random encoder's path; the peer runs on ViT-B/16 pixels only
-        variants = encoder_variants(encoder.spec, photos[:4], batch_size=2, onnx=False)
-        results["clip_b16_vs_onnx_int8"] = _entry("clip_b16_vs_onnx_int8", None, encoder=encoder.spec,
-                                                  skipped="smoke profile: no ViT-B/16, the peer is not run",
-                                                  **variants)
-    else:
-        from ..models.clip_onnx import HUB_ID
-
-        variants = encoder_variants(HUB_ID, photos[:32])
-        results["clip_b16_vs_onnx_int8"] = _entry("clip_b16_vs_onnx_int8", variants.pop("ratio"), **variants)
+    results["clip_b16_vs_onnx_int8"] = _onnx_peer_entry(encoder.spec, photos, quick)
 
     log("embed_2proc_speedup: python -m detectlib.embed, torchrun 2 processes vs 1, same files")
     speedup = embed_speedup(encoder.spec, photos[:4] if quick else photos, profile.name)
@@ -533,16 +555,7 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
                                            model=model_name, batch_size=16)
 
     if full:
-        root = get_paths(profile).root
-        with tempfile.TemporaryDirectory() as tmp:
-            clone = Path(tmp) / "detectlib"
-            subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
-            log("install_wall_s: make setup in a fresh clone")
-            results["install_wall_s"] = _entry("install_wall_s", wall_seconds(["make", "setup"], clone))
-            log("demo_wall_s: make demo in the fresh clone")
-            results["demo_wall_s"] = _entry("demo_wall_s", wall_seconds(["make", "demo"], clone))
-            log("test_wall_s: make test in the fresh clone")
-            results["test_wall_s"] = _entry("test_wall_s", wall_seconds(["make", "test"], clone))
+        results |= _fresh_clone_wall_times(get_paths(profile).root, log)
 
     results["peak_rss_mb"] = _entry(
         "peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -1,4 +1,5 @@
-"""TODO docstring for workflows.detectors."""
+"""The detectors notebooks 04 and 05 use: those notebooks 02 and 03 saved, trained here first with the profile's
+defaults when missing, so every lesson also runs on its own."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""``python -m detectlib.embed``: a dataset folder embedded into the embedding cache once, on one process or many.
-
-    python -m detectlib.embed data/raw/GEN                 # a split tree GEN/{train,val}/{ai,nature}
-    python -m detectlib.embed data/raw/GEN/val             # one split folder {ai,nature}
-    torchrun --standalone --nproc_per_node 2 -m detectlib.embed data/raw/GEN
+"""A whole dataset folder embedded into the embedding cache, on one process or many (``python -m detectlib.embed``).
 
 Under ``torchrun`` every process (gloo, on the CPU, nothing beyond localhost) hashes its share of the files, then
 encodes its contiguous share of the images the cache still lacks and writes it as a part shard; rank 0 then merges

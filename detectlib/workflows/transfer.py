@@ -1,4 +1,5 @@
-"""TODO docstring for workflows.transfer."""
+"""Does a detector transfer to generators it never saw? The cross-generator matrix (train a head on generator i,
+test on j) and leave-generators-out, both on cached embeddings, with a content control (notebooks 03 and 04)."""
 
 from __future__ import annotations
 
