@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from .config import get_paths, get_profile
+from .files import atomic_write
+from .labels import format_table
 from .workflows.bench import run_bench
 
 
-def format_table(results: dict[str, Any]) -> str:
-    """The printed table: key, value, goal and whether it is met."""
-    lines = [f"{'measure':<30} {'value':>28} {'goal':>10}  met", "-" * 76]
+def result_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per measure (value, goal, whether it is met) for ``labels.format_table``."""
+    rows = []
     for key, entry in results.items():
         value = entry["value"]
         shown = (", ".join(f"{k}: {v:.1f}" for k, v in value.items()) if isinstance(value, dict)
-                 else "skipped" if value is None else f"{value:.3f}")
-        met = {True: "yes", False: "NO"}.get(entry.get("met"), "")
-        lines.append(f"{key:<30} {shown:>28} {entry.get('goal', ''):>10}  {met}")
-    return "\n".join(lines)
+                 else "skipped" if value is None else value)
+        rows.append({"measure": key, "value": shown, "goal": entry.get("goal", ""),
+                     "met": {True: "yes", False: "NO"}.get(entry.get("met"), "")})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile(args.profile or ("smoke" if args.quick else "demo"))
     results = run_bench(profile, full=args.full, log=lambda m: print(f"[bench] {m}", flush=True))
     out = Path(args.out) if args.out else get_paths(profile).results / "bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"profile": profile.name, "results": results}, indent=2) + "\n")
-    print(format_table(results))
+    record = json.dumps({"profile": profile.name, "results": results}, indent=2) + "\n"
+    atomic_write(out, lambda tmp: tmp.write_text(record))
+    print(format_table(result_rows(results)))
     print(f"written {out}")
     return 0
 

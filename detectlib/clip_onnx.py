@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cli import command
 from .models.clip_onnx import PROVENANCE, encoder_folder, rebuild_from_wheel
-
-if TYPE_CHECKING:
-    pass
 
 
 @command

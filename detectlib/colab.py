@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .cli import command
 from .config import project_root
+from .files import atomic_write
 
 GITHUB = "https://github.com/"
 
@@ -54,7 +55,7 @@ def point_at(repo: str, root: Path | str | None = None) -> list[Path]:
         # the install line and pyproject's URL (in a notebook's JSON the closing quote is escaped)
         new = re.sub(re.escape(f"{GITHUB}{old}") + r'(?=\\?")', f"{GITHUB}{repo}", new)
         if new != text:
-            path.write_text(new, encoding="utf-8")
+            atomic_write(path, lambda tmp, new=new: tmp.write_text(new, encoding="utf-8"))
             changed.append(path)
     return changed
 

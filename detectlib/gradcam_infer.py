@@ -58,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

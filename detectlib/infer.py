@@ -20,7 +20,6 @@ import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cli import add_strict, command, note
 from .cli import fail as _fail
@@ -29,9 +28,6 @@ from .data.images import load_image
 from .evaluation.predictions import Predictions, find_images, score_paths
 from .files import atomic_write
 from .labels import DEFAULT_THRESHOLD, LABELS, format_prediction, predicted_class
-
-if TYPE_CHECKING:
-    pass
 
 
 def write_csv_file(predictions: Predictions, path: Path | str, threshold: float = DEFAULT_THRESHOLD) -> Path:

@@ -75,7 +75,7 @@ def figure_text(text: str, lang: str | None = None, **fields: object) -> str:
 
 
 def predicted_class(p_ai: float, threshold: float = DEFAULT_THRESHOLD) -> str:
-    """``"ai"`` when ``p_ai >= threshold``, else ``"nature"`` (the rule ``metrics.predict_labels`` vectorises)."""
+    """``"ai"`` when ``p_ai >= threshold``, else ``"nature"`` (the rule ``evaluation.metrics.predict_labels`` vectorises)."""
     return CLASSES[AI_INDEX] if p_ai >= threshold else CLASSES[1 - AI_INDEX]
 
 

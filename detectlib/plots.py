@@ -18,11 +18,18 @@ def save_figure(fig, path: Path | str) -> Path:
                                                       bbox_inches="tight"))
 
 
+def _saved(fig, path: Path | str | None):
+    """``fig``, saved first when a path is given: how every plot function ends."""
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 # ------------------------------------------------------------------ training curves (train.py, notebook 02)
 
 
 def _training_rows(history) -> list[dict]:
-    """Per-epoch rows from a ``train.History``, its ``as_dict()``, or a plain list of rows."""
+    """Per-epoch rows from a ``training.History``, its ``as_dict()``, or a plain list of rows."""
     if hasattr(history, "epochs"):
         return list(history.epochs)
     if isinstance(history, dict):
@@ -44,9 +51,7 @@ def plot_loss_curve(history, path: Path | str | None = None, title: str | None =
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     ax.grid(alpha=0.3)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_val_accuracy_curve(history, path: Path | str | None = None, title: str | None = None):
@@ -63,10 +68,7 @@ def plot_val_accuracy_curve(history, path: Path | str | None = None, title: str 
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
-
+    return _saved(fig, path)
 
 
 def save_training_curves(history, figures_dir: Path | str) -> list[Path]:
@@ -98,9 +100,7 @@ def plot_accuracy_comparison(histories: dict, path: Path | str | None = None,
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(len(histories) + 1, 3), fontsize=8,
               frameon=False)  # below the axes: a legend inside would cover a curve
     ax.grid(alpha=0.3)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 # ------------------------------------------------------------- evaluation (metrics.py, evaluate.py, notebook 04)
@@ -129,9 +129,7 @@ def plot_confusion_matrix(cm, classes=None, title: str | None = None,
                 color="white" if share[i, j] > 0.6 else "black")
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes, yticklabels=classes,
            xlabel=_t("predicted"), ylabel=_t("true"), title=title or _t("Confusion matrix"))
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_roc_pr(scores: dict, path: Path | str | None = None, data: str = ""):
@@ -158,9 +156,7 @@ def plot_roc_pr(scores: dict, path: Path | str | None = None, data: str = ""):
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = None, data: str = ""):
@@ -180,9 +176,7 @@ def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = N
            title=_t("Reliability") + (f"\n{data}" if data else ""), xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = None):
@@ -218,13 +212,11 @@ def plot_cross_generator(matrix, metric: str = "auc", path: Path | str | None = 
             side.text(0, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
         side.set(xticks=[], yticks=[], title=_t("control FPR\n(upscaled real\nphotos flagged)"))
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
-    """Accuracy and AUC under JPEG, downscaling and blur (rows from ``evaluate.robustness_sweep``): one panel per
+    """Accuracy and AUC under JPEG, downscaling and blur (rows from ``evaluation.robustness_sweep``): one panel per
     perturbation family, the unperturbed value as each curve's first point, the dotted line at chance; ``data``
     names the images in the title. One legend for all panels, below them, so it hides no curve."""
     import matplotlib.pyplot as plt
@@ -251,9 +243,7 @@ def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
     fig.suptitle(_t("Robustness to everyday edits (first point: the original image; dotted: chance)")
                  + (f"\n{data}" if data else ""))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 # --------------------------------------------------------------------- Grad-CAM heatmaps (explain.py, notebook 05)
@@ -265,7 +255,7 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
 
     One figure for every comparison of notebook 05: rows are layers (layer by layer), detectors (CLIP vs
     ConvNeXt) or CAM methods; columns are images (fakes next to reals). Maps are drawn on ``images`` as given:
-    pass ``explain.model_view`` images when a CLIP head saw a centre crop.
+    pass ``Explanation.views`` (what each detector saw, e.g. the CLIP head's centre crop).
     """
     import matplotlib.pyplot as plt
 
@@ -289,9 +279,7 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def _row_label(name: str, width: int = 16) -> str:
@@ -321,9 +309,7 @@ def plot_deletion_check(results, path: Path | str | None = None):
            title=_t("Deletion check: {k} of the pixels masked ({fill})", k=f"{first.k:.0%}", fill=first.fill))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 # -------------------------------------------------------------- frozen-encoder embeddings (features, notebook 03)
@@ -361,9 +347,7 @@ def plot_embedding_pca(sets, path: Path | str | None = None, title: str | None =
         ax.grid(alpha=0.3)
     fig.suptitle(title or _t("Frozen-encoder embeddings, PCA"))
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 # ------------------------------------------------------------------ dataset figures (synth.py, audit.py, notebook 01)
@@ -391,15 +375,13 @@ def plot_thumbnail_grid(groups: dict, path: Path | str | None = None, title: str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)
 
 
 def plot_spectra(spectra: dict, path: Path | str | None = None, reference: str = "real"):
     """Mean log-amplitude spectra (top) and their difference from ``reference`` (bottom), one column each.
 
-    ``spectra`` maps a name to a 2-D spectrum with zero frequency in the centre (``synth.mean_log_spectrum``).
+    ``spectra`` maps a name to a 2-D spectrum with zero frequency in the centre (``data.demo.mean_log_spectrum``).
     Upsampling by 2 prints a pattern of period 2, 4, ... pixels: bright dots at ±1/2, ±1/4 ... cycles/pixel.
     """
     import matplotlib.pyplot as plt
@@ -436,6 +418,4 @@ def plot_spectra(spectra: dict, path: Path | str | None = None, reference: str =
     fig.colorbar(top, ax=axes[0].tolist(), shrink=0.8, label=_t("mean log amplitude"))
     if rows == 2:
         fig.colorbar(diff, ax=axes[1].tolist(), shrink=0.8, label=_t("difference"))
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _saved(fig, path)

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from .cli import add_reference_training_args, add_strict, command, profile_line
 from .config import get_profile
 from .data.layout import check_layout
 from .training.clip_head import train_clip_head
-
-if TYPE_CHECKING:
-    pass
-
 
 # ------------------------------------------------------------------------------------------------- CLI
 

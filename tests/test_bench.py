@@ -3,6 +3,7 @@
 import json
 
 from detectlib import bench as bench_cli
+from detectlib.labels import format_table
 from detectlib.workflows import bench
 
 KEYS = {"clip_cache_speedup", "draft_decode_speedup", "photo_pipeline_ratio", "draft_wild_auc_shift",
@@ -29,3 +30,14 @@ def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatc
     assert set(results["train_images_per_s"]["value"]) == {"32", "64"}
     table = capsys.readouterr().out
     assert "clip_cache_speedup" in table and "skipped" in table and f"written {out}" in table
+
+
+def test_the_printed_table_is_the_kits_one_table_formatter():
+    results = {"ratio": {"value": 0.91234, "goal": ">= 0.9", "met": True},
+               "speeds": {"value": {"64": 812.04, "128": 240.5}},
+               "peer": {"value": None, "goal": ">= 1", "met": None}}
+    rows = bench_cli.result_rows(results)
+    assert [r["met"] for r in rows] == ["yes", "", ""]
+    table = format_table(rows).splitlines()
+    assert table[0].split() == ["measure", "value", "goal", "met"]
+    assert "0.912" in table[1] and "64: 812.0, 128: 240.5" in table[2] and "skipped" in table[3]

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import CLASSES
+from ..files import atomic_write
 from .images import ImageLoadError, check_file, load_image, skip_bad_file, warn_skipped
 from .layout import SPLITS, LayoutError, discover_generators, extra_class_folders, list_class_images
 
@@ -275,12 +276,13 @@ def reencode_class(
         for name in CLASSES:
             for path in list_class_images(src / split / name):
                 target = dst / split / name / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     if name == cls:
-                        load_image(path).save(target.with_suffix(f".{fmt.lower()}"), fmt, quality=quality)
+                        image = load_image(path)
+                        atomic_write(target.with_suffix(f".{fmt.lower()}"),
+                                     lambda tmp, image=image: image.save(tmp, fmt, quality=quality))
                     else:
-                        target.write_bytes(check_file(path).read_bytes())
+                        atomic_write(target, lambda tmp, path=path: tmp.write_bytes(check_file(path).read_bytes()))
                 except ImageLoadError as err:
                     skip_bad_file(err, path, skipped, stacklevel=2)
     warn_skipped(skipped, src)

@@ -457,10 +457,6 @@ class EsrganFamily:
         return upscale_x4(downscale_x4(sources[:n]), model, self.batch_size)
 
 
-
-
-
-
 def build_resampling_control(sources: np.ndarray, out_dir: Path | str | None = None) -> int:
     """Write ``bicubic_x4(downscale_x4(sources))`` as PNGs labelled ``nature``; returns how many were written.
 

@@ -123,7 +123,7 @@ DRAFT_FORMATS = ("JPEG", "MPO")  # MPO: the multi-picture JPEG of phone cameras,
 @contextmanager
 def full_decode() -> Iterator[None]:
     """Within this block ``load_image`` decodes every file whole, whatever the target: the reference against which
-    the reduced decode is measured (``bench.draft_wild_auc_shift``). Encoders' cache keys follow it
+    the reduced decode is measured (``make bench``'s ``draft_wild_auc_shift``). Encoders' cache keys follow it
     (``decode_mode``), so the two decodes never share embedding-cache entries."""
     previous = _draft["enabled"]
     _draft["enabled"] = False

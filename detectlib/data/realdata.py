@@ -328,8 +328,6 @@ class ConvertReport:
         return f"{self.root}: {self.copied} copied, {self.skipped} already there ({folders})"
 
 
-
-
 def _conflict(dst: Path, origin: object) -> ConflictError:
     return ConflictError(
         f"{dst} already exists and differs from {origin}; converters never overwrite: "

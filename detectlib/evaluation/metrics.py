@@ -166,7 +166,7 @@ def auc_standard_error(auc: float, n_ai: int, n_real: int) -> float:
     """Hanley & McNeil's (1982) standard error of a ROC-AUC measured on ``n_ai`` fakes and ``n_real`` photos.
 
     Why: on a few dozen images an AUC of 0.60 can be chance. Two standard errors around 0.5 is the band a lesson
-    calls "no better than chance" (``evaluate.describe_auc``).
+    calls "no better than chance" (``reports.describe_auc``).
     """
     if n_ai < 1 or n_real < 1 or np.isnan(auc):
         return float("nan")

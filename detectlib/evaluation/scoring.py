@@ -154,5 +154,3 @@ def score_wild(detector: Detector, wild_dir: Path | str, *, batch_size: int = 32
     kept = [images[i] for i in pred.kept]
     y = np.asarray([im.label for im in kept], dtype=int)
     return WildScores(Scores(y, pred.p_ai, pred.paths, "wild", name, pred.skipped), kept)
-
-

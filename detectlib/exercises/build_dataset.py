@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +26,6 @@ from .core import (
     _run,
     _short,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # ============================================================================ lesson 01 · build the dataset
 

@@ -3,7 +3,7 @@ cross-generator matrix, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from .core import (
     _run,
     _short,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def _fraction(value: Any, name: str, expected: float) -> float:

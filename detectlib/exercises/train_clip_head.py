@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,10 +25,6 @@ from .core import (
     _prediction_question,
     _run,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # ============================================================================ lesson 03 · the CLIP head
 

@@ -43,8 +43,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-
-
 def _to_cpu(value: Any) -> Any:
     """Tensors moved to the CPU, containers rebuilt, everything else as it is (optimizer and scaler states)."""
     if isinstance(value, torch.Tensor):
@@ -66,7 +64,7 @@ def save_checkpoint(
     """A self-describing checkpoint: weights plus kind, arch, model_kwargs, classes, img_size, mean, std, epoch,
     metrics, config. It loads with ``torch.load(..., weights_only=True)``: no code runs on load.
 
-    ``train_state`` (optimizer and grad-scaler state dicts, for ``train.fit(resume=True)``) is stored untouched
+    ``train_state`` (optimizer and grad-scaler state dicts, for ``training.fit(resume=True)``) is stored untouched
     apart from moving tensors to the CPU: torch's own state dicts hold only types ``weights_only`` accepts.
     """
     payload = {"format": CHECKPOINT_FORMAT, **_plain(meta)}
@@ -189,4 +187,3 @@ def latest_checkpoint(checkpoint_dir: Path | str) -> Path | None:
         if number.isdigit():
             found.append((int(number), path))
     return max(found)[1] if found else None
-

@@ -82,7 +82,7 @@ class EmbeddedSet:
     stats: CacheStats = field(default_factory=CacheStats)
 
     def dataset(self) -> torch.utils.data.TensorDataset:
-        """A ``TensorDataset`` for ``train.fit``: the head trains on these vectors."""
+        """A ``TensorDataset`` for ``training.fit``: the head trains on these vectors."""
         return torch.utils.data.TensorDataset(self.embeddings, self.labels)
 
     def take(self, indices: Sequence[int]) -> EmbeddedSet:
@@ -284,7 +284,7 @@ def embed_samples(
     """Embed (path, label) pairs with a frozen encoder, reading and extending the cache in ``cache_dir``
     (``None``: no cache, every image is encoded). Unreadable images are skipped with a warning each and a
     summary (``strict``: the first one raises ``ImageLoadError``); the cache only ever holds readable ones.
-    ``perturb`` (PIL image -> PIL image, e.g. ``evaluate.Perturbation``) edits each decoded image first; it needs
+    ``perturb`` (PIL image -> PIL image, e.g. ``evaluation.Perturbation``) edits each decoded image first; it needs
     ``cache_dir=None``, since the cache is keyed by the file's bytes, not by what was done to them."""
     if perturb is not None and cache_dir is not None:
         raise ValueError("embed_samples: a perturbed image must not enter the cache; pass cache_dir=None")
@@ -320,8 +320,6 @@ def embed_samples(
         paths=[Path(samples[i][0]) for i in kept],
         stats=stats,
     )
-
-
 
 
 def embed_folder(

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
-
 def reference_metrics(scores: Sequence[float] | torch.Tensor, labels: Sequence[int] | torch.Tensor) -> dict:
     """The reference's validation numbers from scores in [-1, 1] at threshold 0 (score <= 0 counts as ai):
     ``tn``/``n_nature``/``tnr`` (real photos kept), ``tp``/``n_ai``/``tpr`` (fakes caught), ``f1`` (of nature, see
@@ -94,10 +92,6 @@ class ClipHeadResult:
 
     def report(self) -> str:
         return format_reference_metrics(self.metrics)
-
-
-
-
 
 
 def _check_classes(labels: Mapping[str, Sequence[int]], data_dir: DataDirs) -> None:
@@ -185,7 +179,7 @@ def train_clip_head(
     """Train the reference's head on a frozen encoder over a reference-layout folder, or several pooled
     (notebook 03, the CLI).
 
-    ``encoder`` is a spec for ``clip_head.make_encoder`` or an encoder already built (default: the profile's);
+    ``encoder`` is a spec for ``models.encoders.make_encoder`` or an encoder already built (default: the profile's);
     every other ``None`` takes the profile's value. Embeddings come from the cache in ``paths.cache``
     (``use_cache=False`` runs the encoder every epoch; ``freeze=False`` fine-tunes it, which bypasses the cache).
     ``limit`` keeps the first N images per class and split of each folder (a quick run).

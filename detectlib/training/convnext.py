@@ -126,7 +126,6 @@ def train_convnext(
     return TrainResult(model, history, out_dir / "best.pth", out_dir / f"epoch_{history.epochs[-1]['epoch']}.pth")
 
 
-
 def fit_kind(history: History, gap: float = 0.1, floor: float = 0.8) -> str:
     """"under-fits" (training accuracy itself below ``floor``), "over-fits" (training accuracy ``gap`` or more above
     validation) or "fits", at the last epoch: the rule ``fit_verdict`` words, as a value a check can compare."""

@@ -181,7 +181,7 @@ def draft_decode_speedup(photos: list[Path], side: int, repeats: int = 2) -> dic
 def photo_pipeline_ratio(encoder: Any, photos: list[Path], batch_size: int = 16, repeats: int = 2,
                          min_seconds: float = 0.0) -> dict[str, float]:
     """Images per second of the whole path (decode for the encoder's size, preprocess, encode:
-    ``features.encode_files``) over those of the encoder alone on the same preprocessed batches."""
+    ``models.features.encode_files``) over those of the encoder alone on the same preprocessed batches."""
     import torch
 
     from ..data.images import load_image

@@ -2,7 +2,7 @@
 
 Under ``torchrun`` every process (gloo, on the CPU, nothing beyond localhost) hashes its share of the files, then
 encodes its contiguous share of the images the cache still lacks and writes it as a part shard; rank 0 then merges
-the parts into one shard in the folder's order, so whoever reads the folder later (``features.embed_folder``, a
+the parts into one shard in the folder's order, so whoever reads the folder later (``models.features.embed_folder``, a
 head's training) gets its vectors as one memory-mapped block. What is already cached is never encoded again.
 """
 
@@ -45,8 +45,6 @@ class EmbedReport:
         skipped = f", {self.skipped} unreadable skipped" if self.skipped else ""
         return (f"{self.images} images: {self.hits} from cache, {self.encoded} encoded in {self.seconds:.2f} s on "
                 f"{self.processes} process{'es' if self.processes != 1 else ''}{skipped}{where}")
-
-
 
 
 def _share(items: Sequence[Any], rank: int, world: int) -> Sequence[Any]:
