@@ -211,8 +211,8 @@ class FrozenHeadDetector(Detector):
         return cls(model, model.transform, tuple(ckpt.get("classes") or CLASSES), dict(ckpt))
 
     def class_scores(self, batch: torch.Tensor) -> torch.Tensor:
-        logit = self.model.logit(batch).reshape(-1, 1)
-        return torch.cat([-logit, logit], dim=1) if AI_INDEX == 0 else torch.cat([logit, -logit], dim=1)
+        logit = self.model.logit(batch).reshape(-1, 1)  # log-odds of real; CLASSES = (ai, nature)
+        return torch.cat([-logit, logit], dim=1)
 
     def p_ai_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
         return p_ai_from_score(score_from_logit(-scores[:, AI_INDEX].float()))
