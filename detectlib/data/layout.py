@@ -126,7 +126,7 @@ def discover_generators(raw_root: Path | str) -> list[str]:
 
 def swap_in_folder(staging: Path, final: Path) -> None:
     """Replace ``final`` by the finished ``staging`` folder with renames, so readers never see half a build
-    (the dataset builders of ``synth`` and ``wild``)."""
+    (the dataset builders ``demo`` and ``wild``)."""
     old = staging.with_name(staging.name + ".old")
     if final.exists():
         os.replace(final, old)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Profile, get_paths, get_profile
-from ..data.layout import DataDirs, split_samples
+from ..data.layout import DataDirs, class_samples, discover_generators, split_samples
 from ..evaluation.predictions import score_paths
 from ..models.detector import Detector
 from ..models.encoders import FrozenEncoder
@@ -84,7 +84,7 @@ def _demo_checkpoint(profile: Profile, raw: Path) -> Path:
     best = get_paths(profile).models / "best.pth"
     if best.is_file():
         return best
-    generator = sorted(p for p in raw.iterdir() if (p / "train").is_dir())[0]
+    generator = raw / discover_generators(raw)[0]
     with tempfile.TemporaryDirectory() as tmp:
         result = train_convnext(generator, profile=profile, epochs=1, out_dir=tmp, figures_dir=tmp, progress=False)
         kept = get_paths(profile).results / "bench" / "convnext.pth"
@@ -492,7 +492,7 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
     from ..data.demo import ensure_demo_dataset
 
     raw = ensure_demo_dataset(profile)
-    generators = sorted(p for p in raw.iterdir() if (p / "train").is_dir() and not p.name.startswith("ALL"))
+    generators = [raw / name for name in discover_generators(raw)]
     results: dict[str, Any] = {}
 
     log("clip_cache_speedup: one head epoch recomputing embeddings vs from the cache")
@@ -503,7 +503,7 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
 
     quick = profile.name == "smoke"
     checkpoint = _demo_checkpoint(profile, raw)
-    val_paths = sorted((generators[0] / "val").rglob("*.png"))[:256]
+    val_paths = [path for path, _ in class_samples(generators[0] / "val")][:256]
     photos = full_size_photos(limit=4 if quick else 64, jpeg_only=True) or _synthetic_photos(
         get_paths(profile).results / "bench" / "photos", 4)
     from ..models.encoders import make_encoder
