@@ -12,7 +12,7 @@ question offers:
   reference solution's code.
 * ``q.data()``: the question's inputs, made fresh on every call from a fixed seed.
 
-Why the checkers compute every expected answer with the library itself (``dl.audit``, ``dl.metrics``,
+Why the checkers compute every expected answer with the library itself (``dl.data``, ``dl.evaluation``,
 ``dl.explain`` ...) on small seeded data: a hard-coded number would drift the day the library changes, and an
 exercise that disagrees with its lesson teaches the wrong thing. The same reason makes a shortcut possible, so a
 question lists the library functions it is checked against (``forbidden``): while the learner's function runs,

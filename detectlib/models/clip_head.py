@@ -215,6 +215,7 @@ class FrozenHeadDetector(Detector):
         return torch.cat([-logit, logit], dim=1)
 
     def p_ai_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        # the ai column is -logit: back to the reference's score, then the head's one formula
         return p_ai_from_score(score_from_logit(-scores[:, AI_INDEX].float()))
 
     @property
