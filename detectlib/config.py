@@ -56,6 +56,7 @@ class Profile:
     workers: int = 0
     wild_size: int = 224  # side of every WILD image, real or AI (one processing for both classes)
     wild_max_per_class: int = 0  # WILD images kept per class (0: all the sources give)
+    wild_fetch: bool = True  # fetch WILD's packages that are neither installed nor cached (smoke: never)
 
 
 PROFILES: dict[str, Profile] = {
@@ -75,6 +76,7 @@ PROFILES: dict[str, Profile] = {
         encoder="clip-tiny-random",
         wild_size=32,
         wild_max_per_class=10,
+        wild_fetch=False,
     ),
     "demo": Profile(
         name="demo",
@@ -89,6 +91,7 @@ PROFILES: dict[str, Profile] = {
         lr=1e-3,
         encoder="openai/clip-vit-base-patch16",
         workers=0,
+        wild_max_per_class=200,  # every AI still WILD has, and as many photos matched to their categories
     ),
     "full": Profile(
         name="full",

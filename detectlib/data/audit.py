@@ -25,6 +25,9 @@ from .layout import SPLITS, LayoutError, discover_generators, extra_class_folder
 SHARE_GAP = 0.10  # a format whose share differs by more than this between the classes triggers a warning
 
 
+BLOCKINESS_GAP = 0.10  # a mean 8x8 blockiness differing by more than this share triggers a warning
+
+
 SIZE_GAP = 0.10  # a median width or height differing by more than this triggers a warning
 
 
@@ -207,6 +210,13 @@ def _compare(ai: dict, nature: dict) -> list[str]:
                 f"{where}: image sizes differ (ai: {_sizes(ai['sizes'])}; nature: {_sizes(nature['sizes'])}); "
                 "a detector can learn the size or the resizing instead of the generator: crop or resize both alike"
             )
+    blocks = [row["blockiness"] for row in (ai, nature)]
+    sizes_differ = any("image sizes differ" in line for line in out)  # the 8x8 measure then compares scales too
+    if not sizes_differ and not np.isnan(blocks).any() and abs(blocks[0] - blocks[1]) > BLOCKINESS_GAP * blocks[1]:
+        out.append(
+            f"{where}: 8x8 blockiness differs (ai {blocks[0]:.2f}, nature {blocks[1]:.2f}); one class carries "
+            "another compression history: re-encode both classes alike"
+        )
     if ai["jpeg_quality"] and nature["jpeg_quality"]:
         gap = abs(ai["jpeg_quality"]["median"] - nature["jpeg_quality"]["median"])
         if gap >= QUALITY_GAP:

@@ -1,81 +1,69 @@
-"""WILD: real text-to-image outputs of current models against real photographs, processed alike.
+"""WILD v2: real text-to-image outputs against real photographs of the same content, processed alike, grouped.
 
-Used by the evaluation lessons. The demo dataset's fakes come from small generators trained here; WILD asks the
+Used by notebooks 01 and 04. The demo dataset's fakes come from small generators trained here; WILD asks the
 question a user cares about: does a detector catch what FLUX, SDXL, Qwen-Image or GPT-image make, without calling
-real photos fake? Everything is read offline from installed packages and listed, one row per source considered,
-in the committed table ``wild_sources.csv`` (what each file is, which model made it, its licence, and why a file
-was left out).
+real photos fake? Every source is listed, one row per image considered, in the committed table
+``wild_sources.csv``: where it is (registry, package, version, path inside), its class, its **content category**,
+its style, its group, whether the kit may *show* it or only *measure* on it (licence), and why a file was left out.
+The table was made by opening every image and reading each package's copyright file.
 
-* **ai**: the preview images that Comfy Org ships with its workflow templates (the pip packages
-  ``comfyui-workflow-templates-media-image`` and ``-media-api``, MIT, data only). Only genuine text-to-image
-  outputs are kept: audio, 3D and video workflows, animated previews, and every workflow that takes an image in
-  (edit, ControlNet, inpaint, outpaint, upscale, image-to-image) are dropped, because their pictures may be the
-  *inputs* (depth or edge maps, or real photos). A look at every candidate dropped a few more: provider logos
-  pasted on the preview (a label leak), vector art, and a workflow whose model is not documented.
-* **nature**: ordinary photographs of scenes taken by a camera, from scikit-image, scikit-learn and matplotlib,
-  and from Debian's wallpaper packages (``mate-backgrounds``, ``plasma-workspace-wallpapers``,
-  ``lomiri-wallpapers-16.04`` and ``-20.04``). A Debian package is read where it is installed; otherwise
-  ``apt-get download`` fetches it into a cache (``~/.cache/detectlib/debs`` or ``$DETECTLIB_DEBS``) and
-  ``dpkg-deb -x`` unpacks it there, never system-wide. Where neither works the build says what is missing and
-  goes on with what there is.
+* **ai**: stills that Comfy Org ships with its workflow templates (six ``comfyui-workflow-templates-media-*``
+  wheels, MIT) and InvokeAI's style presets: text-to-image and edit outputs only. No ``-2`` inputs (they can be
+  real photos or control maps), no logos, vectors, 3D turntables or screenshots with UI.
+* **nature**: photographs from Debian, pip and npm packages (GCompris, Kalzium, KPhotoAlbum, OpenCV's samples,
+  Plasma's and GNOME's avatar photos, wallpapers, scikit-image, ...). GCompris keeps its photos inside Qt ``.rcc``
+  resource files, read by ``data.rcc``. Packages are fetched as archives into a cache (``data.packages``), never
+  installed.
 
-**One processing for both classes** (``process_source``). The fakes arrive as lossy WebP previews of 300 to 1024 px,
-the photos as JPEGs and PNGs of 300 to 5300 px: left as they are, a detector learns the file, not the generator.
-So every kept source, real or AI, goes through the same steps:
+**Content.** Each image has a category (people, indoor, objects_food, animals, street_arch, landscape, art).
+Metrics are reported per category and as a category-balanced AUC, so a split of landscapes against portraits
+cannot score.
 
-1. decode (a big JPEG is decoded near the size needed with ``Image.draft``), EXIF orientation applied, RGB;
-2. cut a square: the centre square of the whole image (crop 0). Photos large enough also give four detail squares
-   (crops 1-4) in the corners of that centre square, each 1/``DETAIL_ZOOM`` (2/3) of its side;
-3. resize the square to ``PRESCALE`` x ``wild_size`` (280 px for 224) with Lanczos: the same pre-scale for both
-   classes, and never an upscale (a source too small for it is left out, and said);
-4. a WebP round trip at quality ``MID_QUALITY`` (90, about the quality of the previews): every image, real or
-   fake, now carries the same lossy history at the same scale, so WebP's smoothing and 4:2:0 colour cannot mark
-   the fakes;
-5. resize to ``wild_size`` with Lanczos (one filter, the same 1.25x shrink for every image), and save as JPEG
-   quality ``OUT_QUALITY`` (90, 4:2:0, no metadata): the codec most real-world images meet last (social media,
-   messengers), which puts the same 8x8 grid on both classes. (WebP as the last codec would be the fakes' own.)
+**One processing history** (``process_source``). The previews were rendered at about 1024 px, shrunk to about
+400 px and saved as lossy WebP; the photos are camera files of 300 to 5000 px. Left as they are, a detector learns
+the file and its resampling, not the generator. So:
 
-Why a fixed pre-scale and a small zoom. A 2560 px photo shrunk to 224 px in one step loses 11 pixels in 12 and
-comes out cleaner than a 400 px preview shrunk 1.8x: how much an image was shrunk becomes the label. Through
-steps 3-5 the last resampling and the last two codecs are identical for every image. The detail crops zoom in
-only 1.5x: at 2x (quadrants) the photos' own softness (focus, optics) showed. Measured on the demo build (medians
-over images): 8x8 blockiness 1.08 for fakes, 1.09 for whole photos, 1.09 at 1.5x zoom, 1.14 at 2x; share of
-spectral energy above a quarter of the sampling rate 0.069, 0.069, 0.066, 0.055.
+1. *history* (photos only, to give them the previews' past): the photo is shrunk (Lanczos) so its short side is
+   drawn from the AI side's short sides (seeded per photo, never an upscale), then WebP-encoded at the previews'
+   estimated quality (``estimate_webp_quality``, the median over the previews used);
+2. *the common steps* (every image, real or AI): the centre square, resized to ``wild_size`` with Lanczos, saved
+   as JPEG quality 90, 4:2:0, no metadata. No crop kind belongs to one class only.
 
-Both classes then have one size, one codec, one quality and one resampling history; ``audit_wild`` checks it with
-the dataset audit. What is left differs by source, not by file: content (previews are portraits, posters and
-product shots; the photos are nature, objects and landscapes, with less fine texture), which a probe trained on
-few photos can learn. The ``style`` column marks photoreal fakes against illustrations and posters so that an
-evaluation can report both, and ``group`` keeps every crop of one photo together when splitting.
+``audit_wild`` then checks format, size, JPEG quality, blockiness and the short side before the common steps.
+
+**Groups.** One photo, its near-duplicates (listed, or found by a perceptual hash across the whole build) and one
+template's images form one group; ``split`` (``val`` or ``test``) is drawn per group, and every split, fold and
+interval of the kit resamples groups, never images. The previews are thumbnails: whatever low-level trace a
+generator leaves is mostly gone after the shrink and WebP, so WILD measures what survives that; say so where it
+matters.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..config import CLASSES, Profile, get_paths, get_profile
-from ..files import read_json
-from .images import check_file, is_image_file, load_image
+from ..files import atomic_write, read_json
+from .images import load_image
 from .layout import LayoutError, swap_in_folder
+from .packages import PackageFetcher, PackageRef, missing_hint, packages_cache
 
-BUILD_VERSION = 1  # bump when a change to this module changes the images it writes
+BUILD_VERSION = 2  # bump when a change to this module changes the images it writes
 
 
 SOURCES_CSV = Path(__file__).with_name("wild_sources.csv")
@@ -87,460 +75,377 @@ MANIFEST = "manifest.csv"
 SETTINGS = "wild_build.json"
 
 
-MANIFEST_COLUMNS = ("file", "label", "generator", "model", "family", "release_year", "style", "group", "crop", "source")
+CATEGORIES = ("people", "indoor", "objects_food", "animals", "street_arch", "landscape", "art")
 
 
-PRESCALE = 1.25  # every square is first resized to PRESCALE x wild_size, the same for both classes
-
-
-DETAIL_CROPS = (1, 2, 3, 4)  # the corners of the centre square: top-left, top-right, bottom-left, bottom-right
-
-
-DETAIL_ZOOM = 1.5  # a detail square's side is the centre square's divided by this
+MANIFEST_COLUMNS = ("file", "label", "category", "style", "generator", "model", "family", "release_year", "group",
+                    "split", "use", "history_side", "source")
 
 
 RESAMPLE = Image.Resampling.LANCZOS  # the one resampling filter
 
 
-MID_FORMAT, MID_QUALITY = "WEBP", 90  # the compression equaliser at the pre-scale
-
-
 OUT_FORMAT, OUT_QUALITY, OUT_SUBSAMPLING, OUT_EXT = "JPEG", 90, "4:2:0", ".jpg"
 
 
-DRAFT_HEADROOM = 2  # a JPEG is decoded at no less than twice the size its squares need
+VAL_SHARE = 0.3  # the share of groups in the validation split (where a detector may tune anything)
 
 
-COMFY_MODULES = ("comfyui_workflow_templates_media_image", "comfyui_workflow_templates_media_api")
+NEAR_DUPLICATE_BITS = 6  # difference hashes (64 bits) this close put two images in one group
 
 
-DEBS_ENV = "DETECTLIB_DEBS"
+QUALITY_SAMPLE = 40  # previews whose WebP quality is estimated for the photos' history step
 
 
-APT_TIMEOUT_S = 900
-
-
-# ------------------------------------------------------------------------------------------ the fakes' filter
-_AUDIO = {"audio", "speech", "voice", "music", "song", "sound", "elevenlabs", "dialogue"}
-
-
-_VIDEO = {"video", "i2v", "t2v", "v2v", "r2v", "flf2v", "flf", "wan2", "ltxv", "veo2", "veo3", "hailuo", "pixverse",
-          "vidu", "runway_gen3a", "animate"}
-
-
-_THREE_D = {"3d", "hunyuan3d", "multiview", "model", "mesh", "meshy", "tripo", "rodin", "trellis"}
-
-
-_IMAGE_IN = {"edit", "editing", "i2i", "controlnet", "control", "canny", "depth", "blur", "inpaint", "inpainting",
-             "outpaint", "outpainting", "fill", "expand", "upscale", "upscaler", "enhance", "fix", "relight",
-             "redux", "revision", "kontext", "remix", "reference", "ref", "style", "transfer", "migration", "swap",
-             "layered", "lotus", "angles", "patch", "uso", "multi", "inputs", "effects", "variations", "combine",
-             "photo", "e1"}  # a photo goes in; HiDream-E1 is HiDream's edit model
-
-
-_IMAGE_IN_PREFIXES = ("edit", "upscal", "enhanc", "inpaint", "outpaint", "control")
-
-
-_VECTOR = {"vector", "svg"}
-
-
-def _tokens(workflow: str) -> list[str]:
-    return [t for t in re.split(r"[_\-.\s]+", workflow.lower()) if t]
-
-
-def workflow_name(filename: str) -> str:
-    """``flux_schnell-1.webp`` -> ``flux_schnell``: a template preview is named ``<workflow>-<n>.<ext>``."""
-    return re.sub(r"-\d+$", "", Path(filename).stem)
-
-
-def template_verdict(filename: str, image: Image.Image | None = None) -> tuple[bool, str]:
-    """``(keep, reason)`` for one template preview, from its name and (when given) the opened image.
-
-    The rule that decides which previews can be genuine text-to-image outputs. A workflow that takes an image in
-    is dropped even when its name also says text-to-image: one of its previews may be the input (a depth map, an
-    edge map, a real photo). Animated previews are video or 3D turntables. What the rule keeps is a *candidate*:
-    ``wild_sources.csv`` records the final decision after a look at each one.
-    """
-    if not is_image_file(filename):
-        return False, "not an image file (audio or data)"
-    name = workflow_name(filename)
-    tokens = set(_tokens(name))
-    low = name.lower()
-    if image is not None and (getattr(image, "is_animated", False) or getattr(image, "n_frames", 1) > 1):
-        return False, "animated: a video or 3D turntable thumbnail, not one generated image"
-    if low.startswith("audio_") or tokens & _AUDIO:
-        return False, "audio workflow: the picture is a cover, not a generation of interest"
-    if low.startswith(("3d_", "api_hunyuan3d", "api_tripo", "api_meshy", "api_rodin")) or tokens & _THREE_D:
-        return False, "3D workflow: the picture is a render of a mesh or its input"
-    if low.startswith("video_") or tokens & _VIDEO:
-        return False, "video workflow: the still is a frame or an input"
-    if low.startswith(("template", "utility")) or ".app" in low:
-        return False, "an app or utility template: a multi-step pipeline whose pictures are inputs and steps"
-    if tokens & _VECTOR:
-        return False, "vector graphics, not a raster generation"
-    words = _tokens(name)
-    to_target = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "to"]
-    if (tokens & _IMAGE_IN or any(t.startswith(_IMAGE_IN_PREFIXES) for t in tokens)
-            or any(t not in ("image", "img") for t in to_target)):
-        return False, "image-conditioned (edit / ControlNet / inpaint / outpaint / upscale / image-to-X): " \
-                      "its pictures may be inputs"
-    return True, "text-to-image candidate (by name)"
-
-
-def templates_folder(module: str) -> Path | None:
-    """The ``templates/`` folder of an installed Comfy template package, found without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "templates"
-    return folder if folder.is_dir() else None
-
-
-def scan_templates(folder: Path | str) -> list[tuple[Path, bool, str]]:
-    """``(path, keep, reason)`` for every file of a templates folder under ``template_verdict``: the tool for
-    reviewing a new package version against ``wild_sources.csv``."""
-    out = []
-    for path in sorted(Path(folder).iterdir()):
-        if not path.is_file():
-            continue
-        if not is_image_file(path):
-            out.append((path, *template_verdict(path.name)))
-            continue
-        try:
-            with Image.open(path) as im:
-                out.append((path, *template_verdict(path.name, im)))
-        except (OSError, ValueError) as err:
-            out.append((path, False, f"unreadable ({err})"))
-    return out
-
-
-def scan_installed(modules: Sequence[str] = COMFY_MODULES) -> dict[str, list[tuple[Path, bool, str]] | None]:
-    """``scan_templates`` of each installed template package (``None`` for one that is not installed)."""
-    out: dict[str, list[tuple[Path, bool, str]] | None] = {}
-    for module in modules:
-        folder = templates_folder(module)
-        out[module] = None if folder is None else scan_templates(folder)
-    return out
+RCC_SEPARATOR = "::"  # a member inside a Qt resource file: usr/share/.../x.rcc::path/inside
 
 
 # ------------------------------------------------------------------------------------------ the source table
 @dataclass(frozen=True)
 class Source:
-    """One row of ``wild_sources.csv``: one source image considered, kept or not, and why."""
+    """One row of ``wild_sources.csv``: one image considered, kept or not, and why."""
 
-    source: str  # "pip:<distribution>:<path inside site-packages>" or "deb:<package>:<absolute path>"
+    registry: str  # debian, pypi or npm
+    package: str
+    version: str
+    member: str  # path inside the unpacked package (``x.rcc::inner/path`` for an entry of a Qt resource file)
     label: str  # "ai" or "nature"
-    generator: str  # the workflow for fakes, the package for photos
+    category: str  # one of CATEGORIES
+    style: str  # photoreal or illustration (ai); snapshot or polished (nature)
+    generator: str  # the template for fakes, the package for photos
     model: str
-    family: str
-    release_year: str  # the model's year (fakes) or the photo's (reals), or "unknown"
-    year_basis: str  # model: the model's public release; template: the year Comfy added the template; copyright
-    style: str  # photo, photoreal, illustration or poster
-    text_to_image: str
+    family: str  # the model family for fakes (held out together), "photo" for reals
+    release_year: str
+    group: str  # near-duplicates, one photo, one template: never split
+    use: str  # show (the kit may display it) or measure (rights unclear: numbers only)
     keep: str
     reason: str
     licence: str
-    credit: str
-    group: str  # the photo for reals (all its crops share it), the generator for fakes
     sha256: str
 
     @property
-    def kind(self) -> str:
-        return self.source.split(":", 2)[0]
+    def ref(self) -> PackageRef:
+        return PackageRef(self.registry, self.package, self.version)
 
     @property
-    def package(self) -> str:
-        return self.source.split(":", 2)[1]
-
-    @property
-    def member(self) -> str:
-        return self.source.split(":", 2)[2]
+    def key(self) -> str:
+        return f"{self.registry}:{self.package}:{self.member}"
 
     @property
     def kept(self) -> bool:
         return self.keep == "yes"
 
     @property
-    def year(self) -> int | None:
-        return int(self.release_year) if self.release_year.isdigit() else None
+    def is_ai(self) -> bool:
+        return self.label == CLASSES[0]
 
 
 def read_sources(path: Path | str = SOURCES_CSV) -> list[Source]:
     """Every row of the source table; a malformed table is a one-line ``ValueError``."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    names = [f.name for f in Source.__dataclass_fields__.values()]
+    names = [f.name for f in fields(Source)]
     try:
         sources = [Source(**{k: row[k] for k in names}) for row in rows]
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a WILD source table (missing column {err}); columns: "
                          f"{', '.join(names)}") from None
-    bad = [s.source for s in sources if s.label not in CLASSES or s.kind not in ("pip", "deb")]
+    bad = [s.key for s in sources if s.label not in CLASSES or s.registry not in ("debian", "pypi", "npm")
+           or (s.kept and (s.category not in CATEGORIES or s.use not in ("show", "measure") or not s.group))]
     if bad:
-        raise ValueError(f"{path}: rows with an unknown label or source kind: {', '.join(bad[:5])}")
+        raise ValueError(f"{path}: rows with an unknown label, registry, category or use, or no group: "
+                         f"{', '.join(bad[:5])}")
     return sources
 
 
 # ----------------------------------------------------------------------------------------- finding the files
-def debs_cache() -> Path:
-    """Where fetched Debian packages are unpacked: ``$DETECTLIB_DEBS``, else ``~/.cache/detectlib/debs``."""
-    return Path(os.environ.get(DEBS_ENV) or Path.home() / ".cache" / "detectlib" / "debs")
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def _pip_file(member: str) -> Path | None:
-    """``skimage/data/astronaut.png`` -> its path under the installed top-level package (never imported)."""
-    top, _, rest = member.partition("/")
-    spec = importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
+def installed_file(src: Source) -> Path | None:
+    """The file where this machine already has it (an installed pip package or Debian file), else None."""
+    if src.registry == "debian" and RCC_SEPARATOR not in src.member:
+        path = Path("/") / src.member
+        return path if path.is_file() else None
+    if src.registry == "pypi":
+        import importlib.util
+
+        top, _, rest = src.member.partition("/")
+        spec = importlib.util.find_spec(top) if top.isidentifier() else None
+        if spec is not None and spec.submodule_search_locations:
+            path = Path(next(iter(spec.submodule_search_locations))) / rest
+            return path if path.is_file() else None
+    return None
+
+
+def read_source_bytes(src: Source, fetcher: PackageFetcher) -> bytes | None:
+    """The bytes of one source: from this machine when it has the same file, else from the fetched package (an
+    entry of a ``.rcc`` file is read out of it); None when the package cannot be had."""
+    installed = installed_file(src)
+    if installed is not None:
+        data = installed.read_bytes()
+        if not src.sha256 or _sha256(data) == src.sha256:
+            return data
+    member, _, entry = src.member.partition(RCC_SEPARATOR)
+    path = fetcher.file(src.ref, member)
+    if path is None:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / rest
-    return path if path.is_file() else None
+    if entry:
+        from .rcc import read_entry
 
-
-@dataclass
-class _DebFetcher:
-    """Reads Debian packages where installed, else from the cache, else fetches them into it (once per build)."""
-
-    cache: Path
-    fetch: bool = True
-    failed: dict[str, str] = field(default_factory=dict)  # package -> why it could not be had
-    fetched: set[str] = field(default_factory=set)
-
-    def file(self, package: str, member: str) -> Path | None:
-        installed = Path(member)
-        if installed.is_file():
-            return installed
-        cached = self.cache / package / member.lstrip("/")
-        if cached.is_file():
-            return cached
-        if package in self.failed or package in self.fetched:
-            return None
-        if self._fetch(package):
-            self.fetched.add(package)
-        return cached if cached.is_file() else None
-
-    def _fetch(self, package: str) -> bool:
-        if not self.fetch:
-            self.failed[package] = "not installed, not in the cache, and fetching is off"
-            return False
-        tools = [t for t in ("apt-get", "dpkg-deb") if shutil.which(t) is None]
-        if tools:
-            self.failed[package] = f"not installed and no {' or '.join(tools)} here (not Debian/Ubuntu?)"
-            return False
-        target = self.cache / package
-        work = Path(tempfile.mkdtemp(prefix=f".{package}.", dir=self._mkdir(self.cache)))
-        try:
-            run = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True,
-                                 timeout=APT_TIMEOUT_S)
-            debs = sorted(work.glob(f"{package}_*.deb"))
-            if run.returncode != 0 or not debs:
-                why = next((line for line in run.stderr.splitlines() if line.startswith("E:")), "") or "no .deb"
-                self.failed[package] = f"apt-get download failed ({why.strip()})"
-                return False
-            unpacked = work / "tree"
-            run = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], capture_output=True, text=True,
-                                 timeout=APT_TIMEOUT_S)
-            if run.returncode != 0:
-                self.failed[package] = f"dpkg-deb -x failed ({run.stderr.strip().splitlines()[-1:]})"
-                return False
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(unpacked, target)  # a half-unpacked package never appears in the cache
-            return True
-        except (OSError, subprocess.SubprocessError) as err:
-            self.failed[package] = f"fetching failed ({type(err).__name__}: {err})"
-            return False
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    @staticmethod
-    def _mkdir(folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _missing_hint(kind: str, package: str, n: int, label: str, why: str) -> str:
-    what = f"{n} {'AI image' if label == 'ai' else 'photo'}{'s' if n != 1 else ''}"
-    if kind == "pip":
-        extra = " (in detectlib's demo extra)" if package.startswith("comfyui-") else ""
-        return f"missing {package} ({what}): pip install {package}{extra}"
-    return (f"missing {package} ({what}): {why}; on Debian/Ubuntu/Colab `apt-get install {package}`, or unpack its "
-            f"files under {debs_cache() / package}/ (dpkg-deb -x {package}_*.deb there)")
+        return read_entry(path, entry)
+    return path.read_bytes()
 
 
 # ----------------------------------------------------------------------------------------- the one processing
-def pre_size(size: int) -> int:
-    """The side every square is resized to before the last step: ``PRESCALE`` x ``size``, rounded up."""
-    return int(np.ceil(PRESCALE * size))
+def decode(data: bytes, name: str) -> Image.Image:
+    """RGB pixels of a source's bytes, EXIF orientation applied, through the kit's one loader."""
+    with tempfile.NamedTemporaryFile(suffix=Path(name).suffix or ".img") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return load_image(tmp.name)
 
 
-def crops_for(width: int, height: int, size: int, details: bool) -> list[int]:
-    """The crops a ``width`` x ``height`` source gives at ``size``: none when even its centre square would need an
-    upscale, crop 0 otherwise, and the four details when they too need no upscale (``details``)."""
-    short, need = min(width, height), pre_size(size)
-    if short < need:
-        return []
-    return [0, *DETAIL_CROPS] if details and int(short / DETAIL_ZOOM) >= need else [0]
-
-
-def _crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
-    """The square of ``crop`` in a ``width`` x ``height`` image: 0 the centre square, 1-4 squares of its side
-    divided by ``DETAIL_ZOOM`` in its four corners."""
-    short = min(width, height)
-    left, top = (width - short) // 2, (height - short) // 2
-    if crop == 0:
-        return left, top, left + short, top + short
-    side = int(short / DETAIL_ZOOM)
-    col, row = (crop - 1) % 2, (crop - 1) // 2
-    x, y = left + col * (short - side), top + row * (short - side)
-    return x, y, x + side, y + side
-
-
-def _round_trip(image: Image.Image, fmt: str, **params) -> Image.Image:
+def _encode(image: Image.Image, fmt: str, **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
-    buffer.seek(0)
-    with Image.open(buffer) as im:
-        im.load()
-        return im.convert("RGB")
-
-
-def encode_output(image: Image.Image) -> bytes:
-    """The final codec, the same for every WILD image: JPEG quality 90, 4:2:0, no EXIF or ICC profile."""
-    buffer = io.BytesIO()
-    image.save(buffer, OUT_FORMAT, quality=OUT_QUALITY, subsampling=OUT_SUBSAMPLING, optimize=False)
     return buffer.getvalue()
 
 
-def process_image(image: Image.Image, size: int, crops: Sequence[int] = (0,)) -> dict[int, bytes]:
-    """Steps 2-5 of the module docstring for an RGB image: ``{crop: JPEG bytes}`` at ``size`` x ``size``.
-
-    A crop whose square is smaller than the pre-scale raises ``ValueError`` (this module never upscales)."""
-    need, out = pre_size(size), {}
-    for crop in crops:
-        box = _crop_box(*image.size, crop)
-        if box[2] - box[0] < need:
-            raise ValueError(f"crop {crop} of a {image.width}x{image.height} image is {box[2] - box[0]} px, "
-                             f"smaller than the pre-scale {need} px: it would need an upscale")
-        square = image.resize((need, need), RESAMPLE, box=box)
-        square = _round_trip(square, MID_FORMAT, quality=MID_QUALITY, method=4)
-        out[crop] = encode_output(square.resize((size, size), RESAMPLE))
-    return out
+def _webp_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    with Image.open(io.BytesIO(_encode(image, "WEBP", quality=quality, method=4))) as im:
+        return im.convert("RGB")
 
 
-def process_source(path: Path | str, size: int, details: bool = False) -> dict[int, bytes]:
-    """The one processing every WILD source goes through, real or AI: ``{crop: JPEG bytes}``.
+def estimate_webp_quality(data: bytes) -> int | None:
+    """The quality a lossy WebP was saved at, estimated: the quality at which re-encoding its decoded pixels gives
+    the same file size (a re-encode at the original quality changes little). None for a file that is not WebP."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format != "WEBP":
+            return None
+        im.seek(0)
+        pixels = im.convert("RGB")
+    candidates = list(range(40, 101, 5))
+    sizes = [len(_encode(pixels, "WEBP", quality=q, method=4)) for q in candidates]
+    return candidates[int(np.argmin([abs(s - len(data)) for s in sizes]))]
 
-    Fakes pass ``details=False`` (their whole square only: a preview is too small for details at any useful size),
-    photos ``details=True``. Empty when the source is too small for ``size``."""
-    with Image.open(check_file(path)) as im:
-        width, height = im.size
-    crops = crops_for(width, height, size, details)  # EXIF rotation swaps sides, never the short one
-    if not crops:
-        return {}
-    need = int(np.ceil(pre_size(size) * (DETAIL_ZOOM if len(crops) > 1 else 1) * DRAFT_HEADROOM))
-    return process_image(load_image(path, need), size, crops)  # a JPEG decoded reduced, never below need
+
+def history_side(key: str, short_side: int, ai_sides: Sequence[int], size: int) -> int | None:
+    """The short side a photo is shrunk to before its WebP step: drawn (seeded by the photo, so a build repeats
+    and a photo keeps its draw whatever else is built) from the AI side's short sides that need no upscale.
+    None for a photo smaller than every preview (or than ``size``): it cannot be given the previews' past, so it
+    is left out rather than resampled less than the previews were."""
+    choices = sorted(s for s in ai_sides if size <= s <= short_side)
+    if not choices:
+        return None
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+    return int(choices[rng.integers(len(choices))])
+
+
+def give_preview_history(image: Image.Image, side: int, quality: int) -> Image.Image:
+    """Step 1 for photos: shrink so the short side is ``side`` (Lanczos; never an upscale), then a WebP round trip
+    at ``quality``: the past the previews have."""
+    scale = side / min(image.size)
+    if scale < 1:
+        image = image.resize((max(side, round(image.width * scale)), max(side, round(image.height * scale))),
+                             RESAMPLE)
+    return _webp_round_trip(image, quality)
+
+
+def common_steps(image: Image.Image, size: int) -> bytes:
+    """Step 2, the same for every image: centre square, Lanczos to ``size``, JPEG q90 4:2:0 without metadata."""
+    short = min(image.size)
+    left, top = (image.width - short) // 2, (image.height - short) // 2
+    square = image.resize((size, size), RESAMPLE, box=(left, top, left + short, top + short))
+    return _encode(square, OUT_FORMAT, quality=OUT_QUALITY, subsampling=OUT_SUBSAMPLING, optimize=False)
+
+
+def difference_hash(image_bytes: bytes) -> int:
+    """A 64-bit difference hash (9 x 8 grey, left > right) of an image: near-duplicates differ in few bits."""
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        grey = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).reshape(-1)
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def merge_near_duplicates(groups: list[str], hashes: list[int], max_bits: int = NEAR_DUPLICATE_BITS) -> list[str]:
+    """Each image's group after joining every two groups holding images whose hashes differ in at most
+    ``max_bits`` bits (union-find; the merged group takes the smallest name, so the result is order-free)."""
+    parent = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    for i in range(len(hashes)):
+        for j in range(i + 1, len(hashes)):
+            if (hashes[i] ^ hashes[j]).bit_count() <= max_bits:
+                a, b = sorted((root(groups[i]), root(groups[j])))
+                parent[b] = a
+    return [root(g) for g in groups]
+
+
+def split_of(group: str, val_share: float = VAL_SHARE) -> str:
+    """``val`` or ``test`` for a group, from a hash of its name: stable whatever else is built."""
+    draw = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little") / 2 ** 32
+    return "val" if draw < val_share else "test"
 
 
 # ------------------------------------------------------------------------------------------------- the build
-@dataclass(frozen=True)
-class _Unit:
-    """One image to write: a source and one of its crops."""
-
-    source: Source
-    path: Path
-    crop: int
-
-
-def _round_robin(units: list[_Unit], levels: Sequence, rng: np.random.Generator) -> list[_Unit]:
-    """``units`` ordered so that any prefix spreads over the first level's values, then the next level's, ...
-    (shuffled with ``rng``); the innermost order puts crop 0 first."""
+def _round_robin(items: list[Source], levels: Sequence, rng: np.random.Generator) -> list[Source]:
+    """``items`` ordered so that any prefix spreads over the first level's values, then the next level's, ...
+    (shuffled with ``rng``)."""
     if not levels:
-        rest = [u for u in units if u.crop != 0]
-        return [u for u in units if u.crop == 0] + [rest[i] for i in rng.permutation(len(rest))]
-    groups: dict[str, list[_Unit]] = defaultdict(list)
-    for unit in units:
-        groups[levels[0](unit)].append(unit)
-    names = sorted(groups)
-    ordered = [_round_robin(groups[names[i]], levels[1:], rng) for i in rng.permutation(len(names))]
+        return [items[i] for i in rng.permutation(len(items))]
+    buckets: dict[str, list[Source]] = defaultdict(list)
+    for item in items:
+        buckets[levels[0](item)].append(item)
+    names = sorted(buckets)
+    ordered = [_round_robin(buckets[names[i]], levels[1:], rng) for i in rng.permutation(len(names))]
     return [seq[i] for i in range(max(map(len, ordered), default=0)) for seq in ordered if i < len(seq)]
 
 
-def select(units: list[_Unit], max_per_class: int, seed: int = 0) -> list[_Unit]:
-    """At most ``max_per_class`` units per class (0: all), spread over families and generators (fakes) or
-    packages and photos (reals), the same for the same seed."""
-    out = []
-    for label in CLASSES:
-        mine = [u for u in units if u.source.label == label]
-        if max_per_class <= 0 or len(mine) <= max_per_class:
-            out += mine
-            continue
-        rng = np.random.default_rng([seed, CLASSES.index(label)])
-        levels = ((lambda u: u.source.family, lambda u: u.source.generator) if label == CLASSES[0]
-                  else (lambda u: u.source.generator, lambda u: u.source.group))
-        out += _round_robin(sorted(mine, key=lambda u: (u.source.source, u.crop)), levels, rng)[:max_per_class]
-    return out
+def category_quotas(wanted: dict[str, float], available: dict[str, int], total: int) -> dict[str, int]:
+    """How many photos to take per category: ``total`` shared in proportion to ``wanted`` (the AI side's
+    categories), never more than a category has, the rest shared again among categories that have more."""
+    quota = {c: 0 for c in available}
+    left = min(total, sum(available.values()))
+    while left > 0:
+        open_ = [c for c in available if quota[c] < available[c]]
+        weights = {c: wanted.get(c, 0.0) for c in open_}
+        if not sum(weights.values()):
+            weights = {c: 1.0 for c in open_}
+        norm = sum(weights.values())
+        given = 0
+        for c in sorted(open_, key=lambda c: -weights[c]):
+            share = min(available[c] - quota[c], max(1, round(left * weights[c] / norm)) if weights[c] else 0,
+                        left - given)
+            quota[c] += share
+            given += share
+        if not given:
+            break
+        left -= given
+    return quota
+
+
+def select(sources: list[Source], max_per_class: int, seed: int = 0) -> list[Source]:
+    """At most ``max_per_class`` sources per class (0: all), the same for the same seed. Fakes are spread over
+    categories, then templates. Photos are **matched in content**: each category gets a share of the photos in
+    proportion to the fakes' share of it (categories only fakes have, such as art, aside), then spread over
+    packages and groups."""
+    fakes = sorted((s for s in sources if s.is_ai), key=lambda s: s.key)
+    photos = sorted((s for s in sources if not s.is_ai), key=lambda s: s.key)
+    rng = np.random.default_rng([seed, 0])
+    if 0 < max_per_class < len(fakes):
+        fakes = _round_robin(fakes, (lambda s: s.category, lambda s: s.group), rng)[:max_per_class]
+    if not 0 < max_per_class < len(photos):
+        return fakes + photos
+    by_category: dict[str, list[Source]] = defaultdict(list)
+    for src in photos:
+        by_category[src.category].append(src)
+    wanted = {c: float(sum(1 for f in fakes if f.category == c)) for c in by_category}
+    quota = category_quotas(wanted, {c: len(v) for c, v in by_category.items()}, max_per_class)
+    rng = np.random.default_rng([seed, 1])
+    chosen = []
+    for category in sorted(by_category):
+        spread = _round_robin(by_category[category], (lambda s: s.package, lambda s: s.group), rng)
+        chosen += spread[:quota[category]]
+    return fakes + chosen
 
 
 @dataclass
-class WildPlan:
-    """What a build will use: the units to write, and everything left out with its reason."""
+class _Processed:
+    """One written image, before the manifest: its source, its bytes, and the short side before step 2."""
 
-    units: list[_Unit]
-    missing: list[str]  # one line per package that could not be had
-    changed: list[str]  # sources that differ from the table's SHA-256
-    too_small: list[str]  # sources too small for the size
+    source: Source
+    jpeg: bytes
+    history_side: int
 
 
-def plan_wild(size: int, max_per_class: int = 0, seed: int = 0, *, fetch_debs: bool = True,
-              sources: Iterable[Source] | None = None, debs_dir: Path | None = None) -> WildPlan:
-    """Find every kept source, check it against the table, and choose the crops a build at ``size`` writes.
-
-    A pip file whose SHA-256 differs from the table is left out (the package changed: a preview may no longer be
-    what the table says it is); a Debian file that differs is used and reported (distributions ship other sizes
-    of the same photo)."""
-    fetcher = _DebFetcher(debs_dir or debs_cache(), fetch_debs)
-    kept = [s for s in (read_sources() if sources is None else sources) if s.kept]
-    units, changed, too_small = [], [], []
-    lost: dict[tuple[str, str, str], int] = defaultdict(int)
-    for src in kept:
-        path = _pip_file(src.member) if src.kind == "pip" else fetcher.file(src.package, src.member)
-        if path is None:
-            lost[(src.kind, src.package, src.label)] += 1
+def _process_all(sources: list[Source], fetcher: PackageFetcher, size: int,
+                 log: list[str]) -> tuple[list[_Processed], dict]:
+    """Read, decode and process every source (steps 1-2); returns the images and what the history step used."""
+    decoded: list[tuple[Source, Image.Image, bytes]] = []
+    changed, too_small = [], []
+    for src in sources:
+        data = read_source_bytes(src, fetcher)
+        if data is None:
             continue
-        if src.sha256 and _sha256(path) != src.sha256:
-            changed.append(f"{src.source} ({'left out' if src.kind == 'pip' else 'used'})")
-            if src.kind == "pip":
-                continue
-        with Image.open(path) as im:
-            crops = crops_for(*im.size, size, details=src.label != CLASSES[0])
-            if not crops:
-                too_small.append(f"{src.group} ({min(im.size)} px < {pre_size(size)})")
-        units += [_Unit(src, path, crop) for crop in crops]
-    missing = [_missing_hint(kind, pkg, n, label, fetcher.failed.get(pkg, "not installed"))
-               for (kind, pkg, label), n in sorted(lost.items())]
-    return WildPlan(select(units, max_per_class, seed), missing, changed, too_small)
+        if src.sha256 and _sha256(data) != src.sha256:
+            changed.append(src.key)
+            continue
+        image = decode(data, src.member)
+        if min(image.size) < size:
+            too_small.append(f"{src.key} ({min(image.size)} px)")
+            continue
+        decoded.append((src, image, data))
+    previews = [(s, im, d) for s, im, d in decoded if s.is_ai]
+    ai_sides = sorted(min(im.size) for _, im, _ in previews)
+    sample = previews[:: max(1, len(previews) // QUALITY_SAMPLE)][:QUALITY_SAMPLE]
+    estimates = [q for _, _, d in sample if (q := estimate_webp_quality(d)) is not None]
+    quality = int(np.median(estimates)) if estimates else 80
+    out = []
+    for src, image, _ in decoded:
+        if src.is_ai:
+            out.append(_Processed(src, common_steps(image, size), min(image.size)))
+            continue
+        side = history_side(src.key, min(image.size), ai_sides, size)
+        if side is None:
+            too_small.append(f"{src.key} ({min(image.size)} px, below every preview)")
+            continue
+        out.append(_Processed(src, common_steps(give_preview_history(image, side, quality), size), side))
+    if changed:
+        log.append(f"differ from wild_sources.csv, left out: {', '.join(changed[:10])}"
+                   + (f" (+{len(changed) - 10} more)" if len(changed) > 10 else ""))
+    if too_small:
+        log.append(f"too small for the previews' history (or below {size} px), left out: {len(too_small)}")
+    history = {"preview_webp_quality": quality, "quality_estimates": len(estimates),
+               "ai_short_sides": {"min": min(ai_sides, default=0), "median": float(np.median(ai_sides or [0])),
+                                  "max": max(ai_sides, default=0)}}
+    return out, history
 
 
-def _settings(profile: Profile, seed: int, units: list[_Unit]) -> dict:
-    return {
-        "builder": "detectlib.wild",
-        "version": BUILD_VERSION,
-        "wild_size": profile.wild_size,
-        "wild_max_per_class": profile.wild_max_per_class,
-        "seed": seed,
-        "processing": {"prescale": PRESCALE, "resample": "lanczos", "mid": f"{MID_FORMAT} q{MID_QUALITY}",
-                       "out": f"{OUT_FORMAT} q{OUT_QUALITY} {OUT_SUBSAMPLING}"},
-        "units": sorted(f"{u.source.source}#{u.crop}" for u in units),
-    }
+def _file_name(src: Source, taken: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(src.member.split(RCC_SEPARATOR)[-1]).stem)[:60]
+    name, n = f"{src.label}/{stem}{OUT_EXT}", 1
+    while name in taken:
+        n += 1
+        name = f"{src.label}/{stem}_{n}{OUT_EXT}"
+    taken.add(name)
+    return name
+
+
+def manifest_rows(images: list[_Processed]) -> list[dict]:
+    """The manifest: one row per image, its group joined with its near-duplicates and its split drawn per group."""
+    groups = merge_near_duplicates([im.source.group for im in images],
+                                   [difference_hash(im.jpeg) for im in images])
+    rows, taken = [], set()
+    for im, group in zip(images, groups, strict=True):
+        src = im.source
+        rows.append({"file": _file_name(src, taken), "label": src.label, "category": src.category,
+                     "style": src.style, "generator": src.generator, "model": src.model, "family": src.family,
+                     "release_year": src.release_year, "group": group, "split": split_of(group), "use": src.use,
+                     "history_side": im.history_side, "source": src.key})
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
+    def fill(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, fill)
+
+
+def _settings(profile: Profile, seed: int, sources: list[Source]) -> dict:
+    return {"builder": "detectlib.wild", "version": BUILD_VERSION, "wild_size": profile.wild_size,
+            "wild_max_per_class": profile.wild_max_per_class, "seed": seed, "val_share": VAL_SHARE,
+            "sources": sorted(s.key for s in sources)}
 
 
 def _is_complete(folder: Path, settings: dict) -> bool:
@@ -556,102 +461,76 @@ def _is_complete(folder: Path, settings: dict) -> bool:
     return len(files) == recorded.get("count") and all((folder / name).is_file() for name in files)
 
 
-def _file_name(unit: _Unit) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", unit.source.group.replace(":", "_"))
-    if unit.source.label == CLASSES[0]:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(unit.source.member).stem)
-    return f"{unit.source.label}/{stem}_c{unit.crop}{OUT_EXT}"
-
-
-def _write_build(units: list[_Unit], size: int, staging: Path) -> list[dict]:
-    """Process every unit's source once and write its crops under ``staging``; the manifest rows, in order."""
-    by_source: dict[Path, list[_Unit]] = defaultdict(list)
-    for unit in units:
-        by_source[unit.path].append(unit)
-    rows, taken = [], set()
-    for cls in CLASSES:
-        (staging / cls).mkdir(parents=True, exist_ok=True)
-    for path, group in by_source.items():
-        crops = process_source(path, size, details=group[0].source.label != CLASSES[0])
-        for unit in sorted(group, key=lambda u: u.crop):
-            name, src = _file_name(unit), unit.source
-            while name in taken:  # the same file name in two packages
-                name = name.replace(OUT_EXT, f"_{unit.source.package}{OUT_EXT}", 1)
-            taken.add(name)
-            (staging / name).write_bytes(crops[unit.crop])
-            rows.append({"file": name, "label": src.label, "generator": src.generator, "model": src.model,
-                         "family": src.family, "release_year": src.release_year, "style": src.style,
-                         "group": src.group, "crop": unit.crop, "source": src.source})
-    return sorted(rows, key=lambda r: r["file"])
-
-
 def build_wild(profile: Profile | str | None = None, root: Path | str | None = None, *, seed: int = 0,
-               force: bool = False, fetch_debs: bool = True, sources: Iterable[Source] | None = None,
-               debs_dir: Path | None = None, verbose: bool = True) -> Path:
-    """Build (or reuse) WILD in ``paths.wild``: ``{ai,nature}/*.jpg``, ``manifest.csv`` and ``wild_build.json``.
+               force: bool = False, fetch: bool | None = None, sources: Iterable[Source] | None = None,
+               cache: Path | None = None, verbose: bool = True) -> Path:
+    """Build (or reuse) WILD v2 in ``paths.wild``: ``{ai,nature}/*.jpg``, ``manifest.csv`` and ``wild_build.json``.
 
-    The folder is written beside its final place and renamed in when complete, so an interrupted build leaves
-    nothing half-written; a re-run with the same settings and sources reuses it (``force`` rebuilds). Sources are
-    only read. ``fetch_debs=False`` never runs apt-get (only installed or cached Debian packages are read).
-    Returns the folder.
+    Packages are read where installed, else from the cache, else fetched into it (``fetch``, default the
+    profile's ``wild_fetch``); a package that cannot be had is one line of the report and the rest is built.
+    The folder is written beside its final place and renamed in when complete; a re-run with the same settings
+    reuses it (``force`` rebuilds). Sources are only read. Returns the folder.
     """
     profile = get_profile(profile)
     out = get_paths(profile, root).wild
     start = time.perf_counter()
-    plan = plan_wild(profile.wild_size, profile.wild_max_per_class, seed, fetch_debs=fetch_debs, sources=sources,
-                     debs_dir=debs_dir)
-    if not any(u.source.label == CLASSES[0] for u in plan.units) or not any(
-            u.source.label == CLASSES[1] for u in plan.units):
-        raise LayoutError("WILD needs images of both classes and found "
-                          f"{summarise(plan.units)}; " + ("; ".join(plan.missing) or "no source is large enough"))
-    settings = _settings(profile, seed, plan.units)
+    fetcher = PackageFetcher(cache or packages_cache(), profile.wild_fetch if fetch is None else fetch)
+    kept = [s for s in (read_sources() if sources is None else sources) if s.kept]
+    here = [s for s in kept if installed_file(s) is not None or fetcher.root(s.ref) is not None]
+    lost: dict[tuple[PackageRef, str], int] = defaultdict(int)
+    for src in kept:
+        if src.ref in fetcher.failed and installed_file(src) is None:
+            lost[(src.ref, src.label)] += 1
+    missing = [missing_hint(ref, f"{n} {'AI image' if label == 'ai' else 'photo'}{'s' * (n != 1)}",
+                            fetcher.failed[ref], fetcher.cache) for (ref, label), n in sorted(lost.items(), key=str)]
+    chosen = select(here, profile.wild_max_per_class, seed)  # chosen among the sources this machine can read
+    settings = _settings(profile, seed, chosen)
     if out.exists() and read_json(out / SETTINGS) is None:
         raise FileExistsError(f"{out} exists and was not built by detectlib.wild; move it away or choose another root")
     if not force and _is_complete(out, settings):
         if verbose:
             print(f"Reusing WILD in {out} (same settings and sources; force=True or --force rebuilds)")
-            _report(plan)
         return out
+    log: list[str] = []
+    images, history = _process_all(chosen, fetcher, profile.wild_size, log)
+    if {im.source.label for im in images} != set(CLASSES):
+        raise LayoutError("WILD needs images of both classes and found " + summarise_sources(
+            [im.source for im in images]) + (f"; {len(missing)} package(s) could not be had, first: {missing[0]}"
+                                             if missing else "; no source is large enough"))
+    rows = manifest_rows(images)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     try:
         shutil.rmtree(staging, ignore_errors=True)
-        rows = _write_build(plan.units, profile.wild_size, staging)
-        with open(staging / MANIFEST, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, MANIFEST_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        by_key = {im.source.key: im for im in images}
+        for row in rows:
+            atomic_write(staging / row["file"], lambda tmp, data=by_key[row["source"]].jpeg: tmp.write_bytes(data))
+        _write_csv(staging / MANIFEST, rows, MANIFEST_COLUMNS)
         seconds = round(time.perf_counter() - start, 1)
-        (staging / SETTINGS).write_text(json.dumps(
-            {"settings": settings, "count": len(rows), "seconds": seconds, "missing": plan.missing,
-             "changed": plan.changed, "too_small": plan.too_small}, indent=2))
+        atomic_write(staging / SETTINGS, lambda tmp: tmp.write_text(json.dumps(
+            {"settings": settings, "count": len(rows), "seconds": seconds, "history": history, "missing": missing,
+             "notes": log}, indent=2)))
         out.parent.mkdir(parents=True, exist_ok=True)
         swap_in_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if verbose:
-        print(f"Built WILD in {out}: {summarise(plan.units)}; {profile.wild_size} px {OUT_FORMAT} q{OUT_QUALITY}, "
-              f"{seconds} s")
-        _report(plan)
+        print(f"Built WILD v2 in {out}: {summarise_sources([im.source for im in images])}; photos given the "
+              f"previews' history (WebP q{history['preview_webp_quality']}), then every image {profile.wild_size} px "
+              f"{OUT_FORMAT} q{OUT_QUALITY}; {seconds} s")
+        shown = missing if len(missing) <= 3 else [*missing[:2], f"... and {len(missing) - 2} more packages "
+                                                    f"not had (listed in {out / SETTINGS})"]
+        for line in shown + log:
+            print(line)
     return out
 
 
-def summarise(units: Sequence[_Unit]) -> str:
-    """``N fakes from G generators (F families), M photos from P sources, K crops``."""
-    ai = [u for u in units if u.source.label == CLASSES[0]]
-    real = [u for u in units if u.source.label != CLASSES[0]]
-    return (f"{len(ai)} fakes from {len({u.source.generator for u in ai})} generators "
-            f"({len({u.source.family for u in ai})} families), {len({u.source.group for u in real})} photos from "
-            f"{len({u.source.generator for u in real})} sources, {len(real)} crops")
-
-
-def _report(plan: WildPlan) -> None:
-    """One line per missing package (what to install), then the sources left out or changed."""
-    for line in plan.missing:
-        print(line)
-    if plan.too_small:
-        print(f"too small at this size, left out: {', '.join(plan.too_small)}")
-    if plan.changed:
-        print(f"differ from wild_sources.csv: {', '.join(plan.changed)}")
+def summarise_sources(sources: Sequence[Source]) -> str:
+    """``N fakes from T templates (F families), M photos from P packages, in C categories``."""
+    ai = [s for s in sources if s.is_ai]
+    real = [s for s in sources if not s.is_ai]
+    return (f"{len(ai)} fakes from {len({s.generator for s in ai})} templates ({len({s.family for s in ai})} "
+            f"families), {len(real)} photos from {len({s.package for s in real})} packages, in "
+            f"{len({s.category for s in sources})} categories")
 
 
 # ------------------------------------------------------------------------------------------------ reading it
@@ -661,13 +540,16 @@ class WildImage:
 
     path: Path
     label: int
-    generator: str  # the workflow for fakes, the package for photos
+    generator: str  # the template for fakes, the package for photos
     family: str  # model family (FLUX.1, SDXL, ...) or "photo"
     year: int | None  # the model's (or photo's) year, when known
-    group: str  # the photo (shared by all its crops) or the generator: split by this, never by image
-    crop: int  # 0 the whole centre square, 1-4 the detail squares in its corners
-    style: str = ""  # photo, photoreal, illustration or poster
+    group: str  # near-duplicates, one photo, one template: split by this, never by image
+    category: str = ""
+    split: str = "test"  # val (where anything may be tuned) or test (reported)
+    style: str = ""
     model: str = ""
+    use: str = "show"
+    history_side: int = 0
     source: str = ""
 
 
@@ -677,19 +559,45 @@ def load_wild(folder: Path | str | None = None) -> list[WildImage]:
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise LayoutError(f"{folder}: no {MANIFEST}; build WILD first: python -m detectlib.wild "
-                          "(or detectlib.wild.build_wild())")
+                          "(or detectlib.data.build_wild())")
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [WildImage(path=folder / row["file"], label=CLASSES.index(row["label"]), generator=row["generator"],
                       family=row["family"], year=int(row["release_year"]) if row["release_year"].isdigit() else None,
-                      group=row["group"], crop=int(row["crop"]), style=row.get("style", ""),
-                      model=row.get("model", ""), source=row.get("source", ""))
+                      group=row["group"], category=row.get("category", ""), split=row.get("split", "test"),
+                      style=row.get("style", ""), model=row.get("model", ""), use=row.get("use", "show"),
+                      history_side=int(row.get("history_side") or 0), source=row.get("source", ""))
             for row in rows]
 
 
+def category_table(images: Sequence[WildImage]) -> list[dict]:
+    """One row per content category: AI images, photos, and their groups; the table to read before trusting a
+    pooled number (a category with one class only cannot be matched)."""
+    rows = []
+    for category in sorted({im.category for im in images}):
+        mine = [im for im in images if im.category == category]
+        rows.append({"category": category, "ai": sum(im.label == 0 for im in mine),
+                     "nature": sum(im.label == 1 for im in mine), "groups": len({im.group for im in mine})})
+    return rows
+
+
+def history_warnings(images: Sequence[WildImage], gap: float = 0.10) -> list[str]:
+    """A warning when the classes' short sides before the common steps differ by more than ``gap`` (median): the
+    resampling factor would then mark a class."""
+    sides = [[im.history_side for im in images if im.label == label and im.history_side] for label in (0, 1)]
+    if not all(sides):
+        return []
+    medians = [float(np.median(s)) for s in sides]
+    if abs(medians[0] - medians[1]) > gap * medians[1]:
+        return [f"WILD: short side before the common steps differs (ai median {medians[0]:.0f} px, nature "
+                f"{medians[1]:.0f} px): the resampling factor can mark a class"]
+    return []
+
+
 def audit_wild(folder: Path | str | None = None, max_per_class: int = 1000):
-    """The dataset audit (``audit.audit_dataset``) of a WILD build: format, size and JPEG-quality shortcuts
-    between the classes. WILD is one ``{ai,nature}`` folder; the audit reads it as the ``val`` split."""
+    """The dataset audit (``audit.audit_dataset``: format, size, JPEG quality, blockiness) of a WILD build, plus
+    the short side each class had before the common steps. WILD is one ``{ai,nature}`` folder; the audit reads it
+    as the ``val`` split."""
     from .audit import audit_dataset
 
     folder = Path(folder) if folder is not None else get_paths().wild
@@ -702,4 +610,5 @@ def audit_wild(folder: Path | str | None = None, max_per_class: int = 1000):
             shutil.copytree(folder, view / "val", ignore=shutil.ignore_patterns(MANIFEST, SETTINGS))
         report = audit_dataset(view, max_per_class=max_per_class)
     report.root = folder
+    report.warnings += history_warnings(load_wild(folder))
     return report

