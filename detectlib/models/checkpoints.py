@@ -104,9 +104,25 @@ def _sniff(path: Path) -> str | None:
     return kind or ("a text file" if head.isascii() else "not a PyTorch file")
 
 
+def _json_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A detector described by a JSON file alone (no weights: e.g. a training-free detector, whose encoder is named
+    by its spec): the dict when it says ``"format": "detectlib-checkpoint/1"`` and a ``kind``, else None. Parsing
+    JSON runs no code."""
+    import json
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and isinstance(obj.get("kind"), str):
+        return obj
+    return None
+
+
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described as a
-    ConvNeXt-Tiny at 224 px with classes ai/nature.
+    ConvNeXt-Tiny at 224 px with classes ai/nature. A ``.json`` file saying ``"format": "detectlib-checkpoint/1"``
+    and a ``kind`` (a detector with no weights of its own, e.g. ``training_free``) loads as its dict.
 
     Three different failures, three different messages: a file that is not a checkpoint at all (an image, text,
     an empty or cut-short file), a checkpoint whose pickle would import code (refused: that is how a shared
@@ -118,6 +134,10 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; train one first or check --model_path")
     kind = _sniff(path)
+    if kind is not None and path.suffix.lower() == ".json":
+        described = _json_checkpoint(path)
+        if described is not None:
+            return described
     if kind is not None:
         raise CheckpointError(f"{path}: not a checkpoint, it is {kind}; pass the .pth that training wrote "
                               "(e.g. models/saved_models/best.pth)")

@@ -73,6 +73,11 @@ class FrozenEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.embed(pixel_values)
 
+    def cls_tokens(self, pixel_values: torch.Tensor, layer: int | str) -> torch.Tensor:
+        """The CLS token at one layer (N, hidden): only a CLIP encoder has one (``ClipVisionEncoder``)."""
+        raise ValueError(f"encoder '{self.spec}' has no CLS token per layer: only CLIP encoders do (use a CLIP "
+                         f"name, e.g. openai/clip-vit-base-patch16, or {TINY_CLIP} in tests)")
+
     def _preprocessing(self) -> str:
         raise NotImplementedError
 
@@ -220,6 +225,31 @@ class ClipVisionEncoder(FrozenEncoder):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return self.model(pixel_values=pixel_values).pooler_output.float()
         return self.model(pixel_values=pixel_values).pooler_output
+
+    def cls_tokens(self, pixel_values: torch.Tensor, layer: int | str) -> torch.Tensor:
+        """The CLS token at ``layer`` (N, hidden): ``"pooler"`` is ``pooler_output`` (what ``embed`` gives, after
+        the final layer norm); an int ``L`` is ``hidden_states[L][:, 0]`` (0: the embeddings, -1: the last block's
+        output, before that layer norm). Runs under bfloat16 autocast exactly where ``embed`` does."""
+        return self.cls_tokens_by_layer(pixel_values, [layer])[0]
+
+    def cls_tokens_by_layer(self, pixel_values: torch.Tensor, layers: Sequence[int | str]) -> list[torch.Tensor]:
+        """``cls_tokens`` at several layers from one forward pass, in the order of ``layers``."""
+        count = int(self.model.config.num_hidden_layers) + 1  # hidden_states: the embeddings, then each block
+        for layer in layers:
+            if layer != "pooler" and not (isinstance(layer, int) and not isinstance(layer, bool)
+                                          and -count <= layer < count):
+                raise ValueError(f"layer {layer!r}: encoder '{self.spec}' has hidden states 0..{count - 1} "
+                                 f"(or -{count}..-1 from the end), or 'pooler'")
+        hidden = any(layer != "pooler" for layer in layers)
+
+        def run() -> list[torch.Tensor]:
+            out = self.model(pixel_values=pixel_values, output_hidden_states=hidden)
+            return [out.pooler_output if layer == "pooler" else out.hidden_states[layer][:, 0] for layer in layers]
+
+        if self._variant() != "float32" and not torch.is_grad_enabled():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return [token.float() for token in run()]
+        return run()
 
     def _preprocessing(self) -> str:
         return json.dumps(self.processor.to_dict(), sort_keys=True, default=str)
