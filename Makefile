@@ -32,6 +32,7 @@ demo: $(STAMP)
 	  $(DEMO_ENV) $(BIN)/jupyter nbconvert --to notebook --execute \
 	    --ExecutePreprocessor.timeout=3600 --output-dir build/executed "$$nb" || exit 1; \
 	done
+	$(DEMO_ENV) $(BIN)/python -m detectlib.readme
 
 # Unit tests plus every notebook (lessons and exercises) under nbval, all in the tiny `smoke` profile.
 test: $(STAMP)

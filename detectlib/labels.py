@@ -36,6 +36,10 @@ LABELS: dict[str, dict[str, str]] = {
 FIGURE_TEXT: dict[str, dict[str, str]] = {
     "es": {
         "Loss per epoch": "Pérdida por época", "epoch": "época", "loss": "pérdida",
+        "noise σ (normalised pixel units)": "ruido σ (unidades de píxel normalizadas)",
+        "embedding drift 1 − cos": "deriva del embedding 1 − cos",
+        "How far the embedding moves under noise": "Cuánto se mueve el embedding con ruido",
+        "mean of {n} images": "media de {n} imágenes",
         "training loss": "pérdida de entrenamiento", "validation loss": "pérdida de validación",
         "Accuracy per epoch": "Exactitud por época", "accuracy": "exactitud",
         "validation accuracy": "exactitud de validación", "training accuracy": "exactitud de entrenamiento",

@@ -159,6 +159,27 @@ def plot_roc_pr(scores: dict, path: Path | str | None = None, data: str = ""):
     return _saved(fig, path)
 
 
+def plot_noise_drift(sigmas, drift: dict, path: Path | str | None = None, data: str = ""):
+    """The training-free detector's idea in one picture: embedding drift (1 − cos) against the noise σ, one thin
+    line per image and a thick mean per class (``drift``: ``{class name: [[drift at each σ] per image]}``)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for (name, curves), colour in zip(drift.items(), ("tab:red", "tab:green", "tab:blue"), strict=False):
+        curves = np.asarray(curves, dtype=float)
+        for curve in curves:
+            ax.plot(sigmas, curve, color=colour, lw=0.6, alpha=0.35)
+        ax.plot(sigmas, curves.mean(axis=0), color=colour, lw=2.2, marker="o",
+                label=f"{name} ({_t('mean of {n} images', n=len(curves))})")
+    ax.set(xscale="log", xlabel=_t("noise σ (normalised pixel units)"), ylabel=_t("embedding drift 1 − cos"),
+           title=_t("How far the embedding moves under noise") + (f"\n{data}" if data else ""))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _saved(fig, path)
+
+
 def plot_reliability(scores: dict, n_bins: int = 10, path: Path | str | None = None, data: str = ""):
     """Reliability diagram: observed share of ai against mean p(ai) per bin, one line per detector, with ECE;
     points on the diagonal mean "p(ai) = 0.8 is right 80 % of the time"."""

@@ -112,18 +112,23 @@ def _shows_errors(method: Callable) -> Callable:
 
 
 class ImageProbe:
-    """The probe widget. ``detectors``: display name -> loaded ``models.Detector`` (either kind); ``samples``:
-    display name -> image path for the dropdown. Building it runs no model; ``probe.widget`` is what to display.
+    """The probe widget. ``detectors``: display name -> loaded ``models.Detector`` (any kind); ``samples``:
+    display name -> image path for the dropdown; ``wild_report``: notebook 04's ``results/wild.json`` (read from
+    the profile's results folder when not given), whose entries say, beside each verdict, how that detector did
+    on real-world images. Building it runs no model; ``probe.widget`` is what to display.
     """
 
     def __init__(self, detectors: Mapping[str, Any], samples: Mapping[str, Path | str] | None = None,
                  threshold: float = DEFAULT_THRESHOLD, lang: str | None = None,
-                 max_upload_bytes: int = MAX_UPLOAD_BYTES):
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES, wild_report: Mapping[str, Any] | None = None):
         import ipywidgets as w
+
+        from .evaluation.wild_report import read_wild_json
 
         if not detectors:
             raise ValueError("ImageProbe needs at least one detector")
         self.detectors = dict(detectors)
+        self.wild_report = wild_report if wild_report is not None else read_wild_json()
         sides = [decode_side_of(getattr(det, "transform", None)) for det in self.detectors.values()]
         # one decode serves every detector and the heatmap panel: the largest side any of them needs
         self.decode_side = None if None in sides else max([*sides, DISPLAY_SIDE])
@@ -213,7 +218,9 @@ class ImageProbe:
         if not self.p_ai:
             return
         from .evaluation.reports import training_data
+        from .evaluation.wild_report import trust_line
 
+        wild = {e["name"]: e for e in (self.wild_report or {}).get("detectors", [])}
         rows, unproven = [], []
         for name, p in self.p_ai.items():
             data = training_data(self.detectors[name])
@@ -222,7 +229,8 @@ class ImageProbe:
             score = self.detectors[name].reference_score(p)
             clip = "–" if score is None else f"{score:+.3f}"
             rows.append(f"<tr><td>{html.escape(name)}</td><td>{p:.3f}</td><td>{clip}</td>"
-                        f"<td><b>{html.escape(self.label(p))}</b></td><td>{html.escape(data.text)}</td></tr>")
+                        f"<td><b>{html.escape(self.label(p))}</b></td><td>{html.escape(data.text)}</td>"
+                        f"<td>{html.escape(trust_line(wild.get(name)))}</td></tr>")
         note = ""
         if unproven:
             note = ("<p><b>Not evidence:</b> " + html.escape(", ".join(unproven)) + " learned only from the kit's own "
@@ -230,7 +238,8 @@ class ImageProbe:
                     "text-to-image output its score is a guess, however confident it looks: notebook 04 measures "
                     "it on WILD.</p>")
         self.scores.value = ("<table><tr><th>detector</th><th>p(ai)</th><th>CLIP score</th>"
-                             f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th><th>trained on</th></tr>"
+                             f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th><th>trained on</th>"
+                             "<th>how far to trust it (WILD v2, at its own threshold)</th></tr>"
                              f"{''.join(rows)}</table>{note}")
 
     @_shows_errors

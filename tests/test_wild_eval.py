@@ -1,6 +1,7 @@
-"""Every detector on WILD: scoring a WILD build, the threshold from validation, the per-generator table, the
-leave-generators-out protocol (grouping by generator and by photo), the content control, the AUC's noise band, and
-what the probe says of a detector that only met the kit's own fakes. Tiny random models, hand-made WILD folders."""
+"""Every detector on WILD: scoring a WILD v2 build (all of it or one split), the threshold from validation, the
+per-generator table, the leave-generators-out protocol (whole model families and whole groups held out), the
+content control, the AUC's noise band, and what the probe says of a detector that only met the kit's own fakes.
+Tiny random models, hand-made WILD folders."""
 
 from __future__ import annotations
 
@@ -24,29 +25,50 @@ from detectlib.models.detector import load_detector
 from detectlib.models.encoders import make_encoder
 from detectlib.workflows import transfer
 
-GENERATORS = {"flux_a": ("FLUX.1", 2024, "photoreal"), "sdxl_b": ("SDXL", 2023, "poster"),
-              "qwen_c": ("Qwen-Image", 2025, "photoreal"), "gpt_d": ("GPT-image", 2025, "illustration")}
-PHOTOS = {"mate_lake": 3, "plasma_kite": 2, "skimage_coffee": 1, "lomiri_bridge": 2}
+# template: (model family, release year, style, categories of its images, split of its group); two templates of one
+# family (held out together), and an 'art' category that only the AI side has
+GENERATORS = {"flux_a": ("FLUX.1", 2024, "photoreal", ("people", "landscape"), "test"),
+              "flux_e": ("FLUX.1", 2024, "illustration", ("art", "people"), "val"),
+              "sdxl_b": ("SDXL", 2023, "poster", ("art", "landscape"), "test"),
+              "qwen_c": ("Qwen-Image", 2025, "photoreal", ("landscape", "people"), "val"),
+              "gpt_d": ("GPT-image", 2025, "illustration", ("people", "art"), "test")}
+# photo: (images in its group, category, split, group); lake's photos were merged with the gpt_d template's group
+# (a near-duplicate across the classes), so holding out either must keep the other out of training
+PHOTOS = {"mate_lake": (3, "landscape", "test", "gpt_d"),
+          "plasma_face": (2, "people", "test", "plasma_face"),
+          "gnome_hill": (1, "landscape", "val", "gnome_hill"),
+          "lomiri_portrait": (2, "people", "val", "lomiri_portrait")}
+PER_GENERATOR = 2
+N_AI, N_REAL = PER_GENERATOR * len(GENERATORS), sum(n for n, *_ in PHOTOS.values())
+FAMILIES = {family for family, *_ in GENERATORS.values()}
 
 
-def make_wild(root: Path, per_generator: int = 2, seed: int = 0) -> Path:
-    """A WILD build by hand: ``ai``/``nature`` JPEGs and a ``manifest.csv`` in ``wild``'s columns; fakes lean red,
-    photos green, so a head has something to learn."""
+def make_wild(root: Path, per_generator: int = PER_GENERATOR, seed: int = 0) -> Path:
+    """A WILD v2 build by hand: ``ai``/``nature`` JPEGs (32 px) and a ``manifest.csv`` in ``wild``'s columns, with
+    categories, groups and a val/test split per group; fakes lean red, photos green, so a head has something to
+    learn."""
     rng = np.random.default_rng(seed)
     rows = []
     for name in CLASSES:
         (root / name).mkdir(parents=True)
-    units = [(0, gen, i, 0) for gen in GENERATORS for i in range(per_generator)]
-    units += [(1, photo, 0, crop) for photo, crops in PHOTOS.items() for crop in range(crops)]
-    for label, unit, i, crop in units:
+    units = [(0, gen, i) for gen in GENERATORS for i in range(per_generator)]
+    units += [(1, photo, i) for photo, (n, *_) in PHOTOS.items() for i in range(n)]
+    for label, unit, i in units:
         pixels = rng.integers(0, 256, (32, 32, 3))
         pixels[..., label] = pixels[..., label] // 4 + 190
-        file = f"{CLASSES[label]}/{unit}-{i}_c{crop}.jpg"
+        file = f"{CLASSES[label]}/{unit}-{i}.jpg"
         Image.fromarray(pixels.astype(np.uint8)).save(root / file, quality=90)
-        family, year, style = GENERATORS[unit] if label == 0 else ("photo", "", "photo")
-        rows.append({"file": file, "label": CLASSES[label], "generator": unit if label == 0 else unit.split("_")[0],
-                     "model": family, "family": family, "release_year": year, "style": style,
-                     "group": unit, "crop": crop, "source": f"test:{file}"})
+        if label == 0:
+            family, year, style, categories, split = GENERATORS[unit]
+            row = {"category": categories[i % len(categories)], "style": style, "generator": unit, "model": family,
+                   "family": family, "release_year": year, "group": unit, "split": split, "use": "show",
+                   "history_side": 400}
+        else:
+            _, category, split, group = PHOTOS[unit]
+            row = {"category": category, "style": "snapshot", "generator": unit.split("_")[0], "model": "",
+                   "family": "photo", "release_year": "", "group": group, "split": split,
+                   "use": "measure" if i else "show", "history_side": 380 + 10 * i}
+        rows.append({"file": file, "label": CLASSES[label], **row, "source": f"test:{file}"})
     with open(root / wild.MANIFEST, "w", newline="") as f:
         writer = csv.DictWriter(f, wild.MANIFEST_COLUMNS)
         writer.writeheader()
@@ -85,13 +107,21 @@ def test_describe_auc_reads_the_number_against_its_noise():
 def test_score_wild_keeps_each_image_with_its_source(wild_dir, tmp_path):
     detector = load_detector(constant_convnext(tmp_path / "c.pth", 0.7))
     scored = scoring.score_wild(detector, wild_dir)
-    assert len(scored.images) == len(scored.scores) == 8 + sum(PHOTOS.values())
+    assert len(scored.images) == len(scored.scores) == N_AI + N_REAL
     assert [im.path for im in scored.images] == scored.scores.paths
     assert scored.scores.y_true.tolist() == [im.label for im in scored.images]
     summary = scored.summary(threshold=0.5)  # every p(ai) is 0.7: all fakes caught, all photos flagged
-    assert (summary["tpr"], summary["fpr"], summary["n_ai"]) == (1.0, 1.0, 8)
+    assert (summary["tpr"], summary["fpr"], summary["n_ai"]) == (1.0, 1.0, N_AI)
     assert scored.summary(threshold=0.8)["tpr"] == 0.0
     assert set(scored.tpr_by_generator(0.5)) == set(GENERATORS)
+    assert scored.column("category")[:2] == ["people", "landscape"]  # flux_a's two images, in manifest order
+    assert scored.column("group") == [im.group for im in scored.images]
+    for split in ("val", "test"):  # one split only: its images, each with its own row, none of the other split
+        part = scoring.score_wild(detector, wild_dir, split=split)
+        images = [im for im in wild.load_wild(wild_dir) if im.split == split]
+        assert [im.path for im in part.images] == part.scores.paths == [im.path for im in images]
+        assert set(part.column("split")) == {split} and part.scores.split == split
+        assert part.scores.y_true.tolist() == [im.label for im in images]
 
 
 def test_per_generator_table_orders_by_year_and_ends_with_the_photos(wild_dir, tmp_path):
@@ -99,7 +129,7 @@ def test_per_generator_table_orders_by_year_and_ends_with_the_photos(wild_dir, t
     wild_scores = {"low": scoring.score_wild(low, wild_dir)}
     rows = reports.wild_generator_table(wild_scores, {"low": 0.2})
     assert [r["year"] for r in rows[:-1]] == sorted(r["year"] for r in rows[:-1])
-    assert rows[-1]["generator"].startswith("real photos") and rows[-1]["n"] == sum(PHOTOS.values())
+    assert rows[-1]["generator"].startswith("real photos") and rows[-1]["n"] == N_REAL
     assert all(r["TPR low"] == 1.0 for r in rows[:-1]) and rows[-1]["TPR low"] == 1.0  # 0.3 >= 0.2: all flagged
     table = reports.wild_table(wild_scores, {"low": 0.5})
     assert table[0]["tpr"] == 0.0 and table[0]["fpr"] == 0.0 and "verdict" in table[0]
@@ -111,18 +141,51 @@ def test_validation_threshold_is_chosen_on_validation_scores():
     assert 0.3 < threshold <= 0.8
 
 
-def test_leave_generators_out_holds_out_whole_generators_and_whole_photos(wild_dir):
+def test_leave_generators_out_holds_out_whole_families_and_whole_groups(wild_dir, monkeypatch):
+    """Each split tests on every image of its held-out model families (both FLUX.1 templates together) and of its
+    held-out photo groups, and trains on no image of a group that has a test image (the lake photos share the
+    gpt_d template's group): what the head saw and what it was measured on are read off ``EmbeddedSet.take``."""
+    from detectlib.models import features
+    from detectlib.training import clip_head
+
+    taken, trained = [], []
+    take, train_head = features.EmbeddedSet.take, clip_head.train_head
+
+    def recording_take(self, indices):
+        part = take(self, indices)
+        taken.append([Path(p) for p in part.paths])
+        return part
+
+    def recording_train_head(train, val, **kwargs):
+        trained.append([Path(p) for p in train.paths])
+        return train_head(train, val, **kwargs)
+
+    monkeypatch.setattr(features.EmbeddedSet, "take", recording_take)
+    monkeypatch.setattr(clip_head, "train_head", recording_train_head)
     encoder = make_encoder("clip-tiny-random")
-    lgo = transfer.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=4, held_out=0.5, epochs=2)
-    images = wild.load_wild(wild_dir)
-    crops = {photo: n for photo, n in PHOTOS.items()}
-    assert len(lgo.splits) == 4 and lgo.images == "original"
-    for split in lgo.splits:
-        assert len(split["held_out"]) == 2 and set(split["held_out"]) <= set(GENERATORS)
-        assert split["test ai"] == 2 * len(split["held_out"])  # every image of a held-out generator, no other
-        assert split["test real"] in {a + b for a in crops.values() for b in crops.values()} - {0}
-        assert split["train images"] + split["test ai"] + split["test real"] == len(images)
+    lgo = transfer.leave_generators_out(wild_dir, encoder=encoder, profile="smoke", repeats=6, held_out=0.5, epochs=2)
+    images = {im.path: im for im in wild.load_wild(wild_dir)}
+    assert len(lgo.splits) == len(trained) == 6 and lgo.images == "original"
+    assert len(taken) == 2 * len(trained)  # per split: the training part, then the test part
+    straddled = 0
+    for split, train, test in zip(lgo.splits, taken[0::2], taken[1::2], strict=True):
+        assert train == trained[split["split"]]
+        assert len(split["held_out"]) == 2 and set(split["held_out"]) <= FAMILIES
+        test_ai = {p for p in test if images[p].label == 0}
+        assert test_ai == {p for p, im in images.items() if im.label == 0 and im.family in split["held_out"]}
+        test_photo_groups = {images[p].group for p in test if images[p].label == 1}
+        assert len(test_photo_groups) == 2  # half of the four photo groups, each whole:
+        assert {p for p in test if images[p].label == 1} == {
+            p for p, im in images.items() if im.label == 1 and im.group in test_photo_groups}
+        test_groups = {images[p].group for p in test}
+        assert not set(train) & set(test) and not {images[p].group for p in train} & test_groups
+        assert set(train) == {p for p, im in images.items() if p not in test and im.group not in test_groups}
+        assert (split["train images"], split["test ai"], split["test real"]) == (
+            len(train), len(test_ai), len(test) - len(test_ai))
+        straddled += split["train images"] + len(test) < len(images)  # a shared group left out of both sides
         assert 0.0 <= split["auc"] <= 1.0
+        assert np.isnan(split["balanced auc"]) or 0.0 <= split["balanced auc"] <= 1.0
+    assert straddled > 0
     assert len({tuple(s["held_out"]) for s in lgo.splits}) > 1  # the splits differ
     assert lgo.mean_auc == pytest.approx(np.mean([s["auc"] for s in lgo.splits]))
 
@@ -187,7 +250,7 @@ def test_evaluate_cli_reports_wild_at_the_validation_threshold(wild_dir, tmp_pat
     assert evaluate.main(["--model_path", str(model), "--data_dir", str(data), "--wild", str(wild_dir),
                           "--figure", str(tmp_path / "cm.png")]) == 0
     out = capsys.readouterr().out
-    assert "WILD (" in out and "8 AI images" in out and "ROC-AUC" in out and "real photos (FPR)" in out
+    assert "WILD (" in out and f"{N_AI} AI images" in out and "ROC-AUC" in out and "real photos (FPR)" in out
     assert evaluate.main(["--model_path", str(model), "--data_dir", str(data), "--wild", str(tmp_path),
                           "--figure", str(tmp_path / "cm.png")]) == 2
     assert "no WILD set there" in capsys.readouterr().err

@@ -15,11 +15,11 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["audit", "datasets", "demo", "esrgan", "images", "layout", "realdata", "tools",
-        "transforms", "wild"],
+    submodules=["audit", "datasets", "demo", "esrgan", "images", "layout", "packages", "rcc", "realdata",
+        "tools", "transforms", "wild"],
     submod_attrs={
         "audit": [
-            "SHARE_GAP", "SIZE_GAP", "QUALITY_GAP", "jpeg_quality", "blockiness", "AuditReport",
+            "SHARE_GAP", "BLOCKINESS_GAP", "LOSSY_FORMATS", "SIZE_GAP", "QUALITY_GAP", "jpeg_quality", "blockiness", "AuditReport",
             "audit_dataset", "reencode_class", "sample_thumbnails",
         ],
         "datasets": [
@@ -47,6 +47,13 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "check_layout", "class_samples", "dataset_dirs", "split_samples", "dataset_samples",
             "discover_generators", "swap_in_folder", "CONTROL_NAME", "control_dir",
         ],
+        "packages": [
+            "PACKAGES_ENV", "REGISTRIES", "VERSION_SEPARATORS", "FETCH_TIMEOUT_S", "ERROR_PREFIXES", "packages_cache",
+            "PackageRef", "PackageFetcher", "missing_hint",
+        ],
+        "rcc": [
+            "RccError", "list_entries", "read_entry", "extract",
+        ],
         "realdata": [
             "CIFAKE_KAGGLE", "CIFAKE_PAGE", "CIFAKE_URL", "TINY_GENIMAGE_REPO", "TINY_GENIMAGE_LABELS",
             "TINY_GENIMAGE_GENERATORS", "SPLIT_NAMES", "CLASS_NAMES", "CHUNK", "TIMEOUT_S", "USER_AGENT",
@@ -62,13 +69,12 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "build_transforms",
         ],
         "wild": [
-            "SOURCES_CSV", "SETTINGS", "MANIFEST_COLUMNS", "PRESCALE", "DETAIL_CROPS", "DETAIL_ZOOM",
-            "RESAMPLE", "MID_FORMAT", "MID_QUALITY", "OUT_FORMAT", "OUT_QUALITY", "OUT_SUBSAMPLING",
-            "OUT_EXT", "DRAFT_HEADROOM", "COMFY_MODULES", "DEBS_ENV", "APT_TIMEOUT_S", "workflow_name",
-            "template_verdict", "templates_folder", "scan_templates", "scan_installed", "Source",
-            "read_sources", "debs_cache", "pre_size", "crops_for", "encode_output", "process_image",
-            "process_source", "select", "WildPlan", "plan_wild", "build_wild", "summarise", "WildImage",
-            "load_wild", "audit_wild",
+            "SOURCES_CSV", "SETTINGS", "CATEGORIES", "MANIFEST_COLUMNS", "RESAMPLE", "OUT_FORMAT",
+            "OUT_QUALITY", "OUT_SUBSAMPLING", "OUT_EXT", "VAL_SHARE", "NEAR_DUPLICATE_BITS", "QUALITY_SAMPLE", "RCC_SEPARATOR",
+            "Source", "read_sources", "installed_file", "read_source_bytes", "decode", "estimate_webp_quality",
+            "history_side", "give_preview_history", "common_steps", "difference_hash", "merge_near_duplicates",
+            "split_of", "category_quotas", "select", "manifest_rows", "build_wild", "summarise_sources",
+            "WildImage", "load_wild", "category_table", "history_warnings", "audit_wild",
         ],
     },
 )

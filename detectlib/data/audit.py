@@ -28,6 +28,9 @@ SHARE_GAP = 0.10  # a format whose share differs by more than this between the c
 BLOCKINESS_GAP = 0.10  # a mean 8x8 blockiness differing by more than this share triggers a warning
 
 
+LOSSY_FORMATS = ("JPEG", "WEBP")  # block codecs: only there is a blockiness gap a compression history
+
+
 SIZE_GAP = 0.10  # a median width or height differing by more than this triggers a warning
 
 
@@ -212,7 +215,9 @@ def _compare(ai: dict, nature: dict) -> list[str]:
             )
     blocks = [row["blockiness"] for row in (ai, nature)]
     sizes_differ = any("image sizes differ" in line for line in out)  # the 8x8 measure then compares scales too
-    if not sizes_differ and not np.isnan(blocks).any() and abs(blocks[0] - blocks[1]) > BLOCKINESS_GAP * blocks[1]:
+    lossy = any(fmt in LOSSY_FORMATS for row in (ai, nature) for fmt in row["formats"])  # else 8x8 blocks are content
+    if (lossy and not sizes_differ and not np.isnan(blocks).any()
+            and abs(blocks[0] - blocks[1]) > BLOCKINESS_GAP * blocks[1]):
         out.append(
             f"{where}: 8x8 blockiness differs (ai {blocks[0]:.2f}, nature {blocks[1]:.2f}); one class carries "
             "another compression history: re-encode both classes alike"

@@ -9,12 +9,12 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["metrics", "predictions", "reports", "robustness", "scoring"],
+    submodules=["metrics", "predictions", "reports", "robustness", "scoring", "wild_report"],
     submod_attrs={
         "metrics": [
             "THRESHOLD_RULES", "is_ai", "predict_labels", "accuracy", "classification_report",
             "confusion_at_threshold", "Rates", "rates_at", "Curve", "roc", "precision_recall", "roc_auc",
-            "auc_standard_error", "tpr_at_fpr", "ThresholdChoice", "choose_threshold", "Reliability",
+            "auc_standard_error", "group_bootstrap_ci", "category_aucs", "balanced_auc", "tpr_at_fpr", "ThresholdChoice", "choose_threshold", "Reliability",
             "reliability", "expected_calibration_error", "summary",
         ],
         "predictions": [
@@ -30,6 +30,11 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "scoring": [
             "Scores", "score_folder", "score_control", "score_generators", "WildScores", "score_wild",
+        ],
+        "wild_report": [
+            "WILD_JSON", "CONTENT_CONTROL_FACTOR", "ci_band", "wild_entry", "built_summary", "describe_entry",
+            "trust_line", "write_wild_json", "read_wild_json", "entry_for", "README_START", "README_END",
+            "wild_markdown", "replace_readme_block",
         ],
     },
 )

@@ -134,6 +134,10 @@ class WildScores:
                 "auc": metrics.roc_auc(self.scores.y_true, self.scores.p_ai), "threshold": threshold,
                 "tpr": rates.tpr, "fpr": rates.fpr}
 
+    def column(self, attribute: str) -> list:
+        """One attribute of each scored image (``group``, ``category``, ``generator``...), in score order."""
+        return [getattr(image, attribute) for image in self.images]
+
     def tpr_by_generator(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
         """Share of each generator's images flagged ai at ``threshold``."""
         flagged: dict[str, list[bool]] = {}
@@ -143,14 +147,16 @@ class WildScores:
         return {gen: float(np.mean(v)) for gen, v in flagged.items()}
 
 
-def score_wild(detector: Detector, wild_dir: Path | str, *, batch_size: int = 32, progress: bool = False,
+def score_wild(detector: Detector, wild_dir: Path | str, *, split: str | None = None, batch_size: int = 32,
+               perturb: Callable[[Image.Image], Image.Image] | None = None, progress: bool = False,
                name: str = "WILD") -> WildScores:
-    """Every WILD image (its ``manifest.csv``) scored by ``detector`` through the whole pipeline."""
+    """WILD images (its ``manifest.csv``; only one ``split``, ``val`` or ``test``, when given) scored by
+    ``detector`` through the whole pipeline; ``perturb`` edits each image first (the content control)."""
     from ..data.wild import load_wild
 
-    images = load_wild(wild_dir)
+    images = [im for im in load_wild(wild_dir) if split is None or im.split == split]
     pred = score_paths(detector, [im.path for im in images], batch_size=batch_size, progress=progress,
-                       cache_dir=embedding_cache())
+                       perturb=perturb, cache_dir=embedding_cache())
     kept = [images[i] for i in pred.kept]
     y = np.asarray([im.label for im in kept], dtype=int)
-    return WildScores(Scores(y, pred.p_ai, pred.paths, "wild", name, pred.skipped), kept)
+    return WildScores(Scores(y, pred.p_ai, pred.paths, split or "wild", name, pred.skipped), kept)

@@ -10,7 +10,7 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["bench", "detectors", "embedding", "transfer"],
+    submodules=["bench", "detectors", "embedding", "transfer", "wild_eval"],
     submod_attrs={
         "bench": [
             "HEAD_EPOCH_VECTORS", "GOALS", "machine", "full_size_photos", "draft_decode_speedup",
@@ -20,7 +20,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "head_epoch_seconds", "cache_speedup",
         ],
         "detectors": [
-            "TRANSFER_DETECTOR", "ensure_detectors", "finetuned_checkpoint",
+            "TRANSFER_DETECTOR", "TRAINING_FREE_DETECTOR", "ensure_detectors", "finetuned_checkpoint",
         ],
         "embedding": [
             "EmbedReport", "embed_dataset",
@@ -28,6 +28,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "transfer": [
             "CrossGenerator", "cross_generator_matrix", "LeaveGeneratorsOut", "read_content_control",
             "leave_generators_out",
+        ],
+        "wild_eval": [
+            "SIGMAS", "DRAWS", "LAYERS", "training_free_path", "TrainingFreeTuning", "tune_training_free",
+            "WildRun", "evaluate_on_wild", "noise_drift", "wild_robustness",
         ],
     },
 )

@@ -11,7 +11,10 @@ from ..data.layout import discover_generators
 TRANSFER_DETECTOR = "EfficientNet-Lite0 (pretrained)"
 
 
-def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
+TRAINING_FREE_DETECTOR = "training-free (noise sensitivity)"
+
+
+def ensure_detectors(profile: Profile | str | None = None, *, training_free: bool = False) -> dict[str, Path]:
     """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
     trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
     and 05 also run on their own. Notebook 02's fine-tuned pretrained EfficientNet-Lite0 joins them when it is
@@ -31,8 +34,11 @@ def ensure_detectors(profile: Profile | str | None = None) -> dict[str, Path]:
         if not head.is_file():
             head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
     found = {"ConvNeXt": convnext, "CLIP head": head}
-    transfer = finetuned_checkpoint(profile)
-    return found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
+    from .wild_eval import training_free_path
+
+    transfer, tuned = finetuned_checkpoint(profile), training_free_path(profile)
+    return (found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
+            | ({TRAINING_FREE_DETECTOR: tuned} if training_free and tuned.is_file() else {}))
 
 
 def finetuned_checkpoint(profile: Profile | str | None = None) -> Path:

@@ -117,8 +117,9 @@ def cross_generator_matrix(
 
 @dataclass
 class LeaveGeneratorsOut:
-    """The frozen-encoder head trained on some WILD generators and tested on the others, over repeated random
-    splits. Reals are split by photo (all crops of one photo fall on one side), so a test photo was never seen."""
+    """The frozen-encoder head trained on some WILD model families and tested on the others, over repeated random
+    splits. Reals are split by group (a photo and its near-duplicates fall on one side), and no group of a test
+    image is trained on, so a test image was never seen, not even as a near-duplicate."""
 
     encoder: str
     splits: list[dict]  # per split: held-out generators, counts, AUC, TPR and FPR at threshold 0 (score)
@@ -172,8 +173,9 @@ def leave_generators_out(
     perturb: Callable[[Image.Image], Image.Image] | None = None,
 ) -> LeaveGeneratorsOut:
     """The field's test of generalisation, on real generators: for each of ``repeats`` random splits, hold out a
-    ``held_out`` share of WILD's generators (all their images) and of its real photos (all their crops), train the
-    reference's head on the embeddings of the rest, and measure it on the held-out part only.
+    ``held_out`` share of WILD's model families (all their images) and of its photo groups, train the reference's
+    head on the embeddings of the rest (never on a group that has a test image), and measure it on the held-out
+    part only, pooled and category-balanced.
 
     Every image is encoded once through the cache (``features``), so each split trains a head in a second.
     Repeating the split gives a spread, not one lucky draw. Returns per-split AUC, and TPR/FPR at the reference's
@@ -195,13 +197,13 @@ def leave_generators_out(
                              embedding_cache(prof) if perturb is None else None, perturb=perturb)
     by_path = {str(im.path): im for im in images}
     kept = [by_path[str(p)] for p in embedded.paths]
-    # One unit per held-out decision: a generator for fakes, a photo for reals.
-    units = [(im.label, im.generator if im.label == AI_INDEX else im.group) for im in kept]
+    # One unit per held-out decision: a model family for fakes, a group for reals; no group straddles the split.
+    units = [(im.label, im.family if im.label == AI_INDEX else im.group) for im in kept]
     fakes = sorted({u for lab, u in units if lab == AI_INDEX})
     photos = sorted({u for lab, u in units if lab != AI_INDEX})
     if len(fakes) < 2 or len(photos) < 2:
-        raise LayoutError(f"{wild_dir}: leave-generators-out needs two or more generators and photos, found "
-                          f"{len(fakes)} and {len(photos)}")
+        raise LayoutError(f"{wild_dir}: leave-generators-out needs two or more model families and photo groups, "
+                          f"found {len(fakes)} and {len(photos)}")
     rng = np.random.default_rng(seed)
     epochs = epochs if epochs is not None else 4 * prof.epochs
     splits = []
@@ -209,7 +211,8 @@ def leave_generators_out(
         out_fakes = set(rng.choice(fakes, size=max(1, round(held_out * len(fakes))), replace=False).tolist())
         out_photos = set(rng.choice(photos, size=max(1, round(held_out * len(photos))), replace=False).tolist())
         test = [i for i, (lab, u) in enumerate(units) if u in (out_fakes if lab == AI_INDEX else out_photos)]
-        train = sorted(set(range(len(units))) - set(test))
+        test_groups = {kept[i].group for i in test}
+        train = [i for i in range(len(units)) if i not in set(test) and kept[i].group not in test_groups]
         seen = embedded.take(train)
         head = train_head(seen, seen, epochs=epochs, lr=lr, batch_size=prof.batch_size, seed=seed + repeat)
         part = embedded.take(test)
@@ -219,6 +222,8 @@ def leave_generators_out(
         real_look = np.asarray([kept[i].label != AI_INDEX or kept[i].style == "photoreal" for i in test])
         splits.append({"split": repeat, "held_out": sorted(out_fakes), "train images": len(train),
                        "test ai": rates.tp + rates.fn, "test real": rates.tn + rates.fp,
-                       "auc": metrics.roc_auc(y, p), "auc photoreal": metrics.roc_auc(y[real_look], p[real_look]),
+                       "auc": metrics.roc_auc(y, p), "balanced auc": metrics.balanced_auc(
+                           y, p, [kept[i].category for i in test]),
+                       "auc photoreal": metrics.roc_auc(y[real_look], p[real_look]),
                        "tpr": rates.tpr, "fpr": rates.fpr})
     return LeaveGeneratorsOut(enc.spec, splits, getattr(perturb, "label", "original") if perturb else "original")
