@@ -7,8 +7,9 @@ real photos fake? Every source is listed, one row per image considered, in the c
 its style, its group, whether the kit may *show* it or only *measure* on it (licence), and why a file was left out.
 The table was made by opening every image and reading each package's copyright file.
 
-* **ai**: stills that Comfy Org ships with its workflow templates (six ``comfyui-workflow-templates-media-*``
-  wheels, MIT) and InvokeAI's style presets: text-to-image and edit outputs only. No ``-2`` inputs (they can be
+* **ai**: stills that Comfy Org ships with its workflow templates (the ``comfyui-workflow-templates-media-*``
+  wheels ``-image``, ``-api``, ``-assets-01``, ``-assets-02`` and ``-other``, MIT; ``-video`` holds only animated
+  previews) and InvokeAI's style presets: text-to-image and edit outputs only. No ``-2`` inputs (they can be
   real photos or control maps), no logos, vectors, 3D turntables or screenshots with UI.
 * **nature**: photographs from Debian, pip and npm packages (GCompris, Kalzium, KPhotoAlbum, OpenCV's samples,
   Plasma's and GNOME's avatar photos, wallpapers, scikit-image, ...). GCompris keeps its photos inside Qt ``.rcc``
@@ -19,7 +20,7 @@ The table was made by opening every image and reading each package's copyright f
 Metrics are reported per category and as a category-balanced AUC, so a split of landscapes against portraits
 cannot score.
 
-**One processing history** (``process_source``). The previews were rendered at about 1024 px, shrunk to about
+**One processing history** (``give_preview_history``, then ``common_steps``). The previews were rendered at about 1024 px, shrunk to about
 400 px and saved as lossy WebP; the photos are camera files of 300 to 5000 px. Left as they are, a detector learns
 the file and its resampling, not the generator. So:
 
