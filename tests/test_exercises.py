@@ -41,7 +41,8 @@ def _check(capsys, lesson_name: str, label: str, code: str, strict: bool = False
 @pytest.fixture(scope="module")
 def lesson_runs(tmp_path_factory):
     """What the five lessons leave behind, made for real in the smoke profile under a scratch root: the demo
-    dataset, the from-scratch ConvNeXt, the encoder comparison and WILD. The prediction questions read these."""
+    dataset, the from-scratch ConvNeXt, the encoder comparison, WILD and lesson 04's results/wild.json. The
+    prediction questions read these."""
     root = tmp_path_factory.mktemp("lessons")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DETECTLIB_ROOT", str(root))
@@ -54,7 +55,11 @@ def lesson_runs(tmp_path_factory):
         dl.training.compare_encoders(generators, [profile.encoder,
                                                          dl.models.random_counterpart(profile.encoder)],
                                             profile=profile, progress=False)
-        dl.data.build_wild(profile, verbose=False)
+        wild_dir = dl.data.build_wild(profile, verbose=False)
+        convnext = dl.get_paths(profile).models / "best.pth"  # what lesson 04 writes for it, as lesson 04 does
+        run = dl.workflows.evaluate_on_wild({"ConvNeXt": dl.models.load_detector(convnext)}, {"ConvNeXt": convnext},
+                                            {}, wild_dir, content_control=False)
+        dl.evaluation.write_wild_json(run.entries, dl.evaluation.built_summary(wild_dir))
         yield root
 
 

@@ -229,17 +229,17 @@ def _check_cross(off_diagonal_mean: Any, most_general: Any) -> str:
 
 
 def _measure_wild() -> Measured:
-    """Lesson 04: the from-scratch ConvNeXt's WILD AUC, in bands two standard errors wide around 0.5."""
+    """Lesson 04: the from-scratch ConvNeXt on WILD v2's test groups, as ``results/wild.json`` recorded it: above,
+    at or below chance by its group-bootstrap interval."""
     from ..config import get_paths
-    from ..evaluation.reports import auc_band, describe_auc
-    from ..evaluation.scoring import score_wild
-    from ..models.detector import load_detector
+    from ..evaluation.wild_report import WILD_JSON, describe_entry, entry_for, read_wild_json
 
     paths = get_paths()
-    detector = load_detector(_needs(paths.models / "best.pth", "02_train_convnext"))
-    summary = score_wild(detector, _needs(paths.wild / "manifest.csv", "04_evaluate").parent).summary()
-    return Measured(auc_band(summary["auc"], summary["n_ai"], summary["n_real"]),
-                    "the ConvNeXt on WILD: " + describe_auc(summary["auc"], summary["n_ai"], summary["n_real"]))
+    report = read_wild_json(_needs(paths.results / WILD_JSON, "04_evaluate"))
+    entry = entry_for(report, _needs(paths.models / "best.pth", "02_train_convnext"), paths.root)
+    if entry is None:
+        raise FileNotFoundError(f"{paths.results / WILD_JSON} has no entry for the ConvNeXt; run lesson 04 again")
+    return Measured(entry["band"], "the ConvNeXt on WILD v2: " + describe_entry(entry))
 
 
 lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
@@ -375,12 +375,12 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
     _prediction_question(
         "q5", "Predict, then read WILD",
         {"above": "the ConvNeXt ranks WILD's fakes above its photos, beyond noise",
-         "chance": "within two standard errors of AUC 0.5",
+         "chance": "its 95 % interval (a bootstrap over groups) covers AUC 0.5",
          "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild,
         hints=("The ConvNeXt only ever met the kit's three small generators, at the kit's own size. WILD's fakes "
                "come from dozens of text-to-image models, its photos from other cameras.",
-               "Lesson 04's WILD table prints each detector's AUC with ± two standard errors (dl.evaluate."
-               "describe_auc); the ConvNeXt's row is the one to read."),
+               "Lesson 04's WILD v2 table prints each detector's AUC with its interval (dl.evaluation."
+               "describe_entry); the ConvNeXt's row is the one to read."),
         todo='prediction = ...  # TODO: "above", "chance" or "below", written down before you run the check',
         solution_code=_code("""
             # A detector trained on three small generators learns their fingerprints; text-to-image models leave
