@@ -37,3 +37,11 @@ def read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def slug(name: str) -> str:
+    """A display name as a file-name part: ``"ConvNeXt, residual input"`` -> ``convnext_residual_input``. One file per
+    detector *name*: two detectors of one kind (RGB and residual ConvNeXt) must not overwrite each other's figure."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unnamed"

@@ -20,7 +20,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "head_epoch_seconds", "cache_speedup",
         ],
         "detectors": [
-            "TRANSFER_DETECTOR", "TRAINING_FREE_DETECTOR", "ensure_detectors", "finetuned_checkpoint",
+            "TRANSFER_DETECTOR", "RESIDUAL_DETECTOR", "TRAINING_FREE_DETECTOR", "ensure_detectors",
+            "residual_checkpoint", "finetuned_checkpoint",
         ],
         "embedding": [
             "EmbedReport", "embed_dataset",

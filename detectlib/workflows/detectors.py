@@ -7,8 +7,12 @@ from pathlib import Path
 
 from ..config import Profile, get_paths, get_profile
 from ..data.layout import discover_generators
+from .wild_eval import training_free_path
 
 TRANSFER_DETECTOR = "EfficientNet-Lite0 (pretrained)"
+
+
+RESIDUAL_DETECTOR = "ConvNeXt, residual input"
 
 
 TRAINING_FREE_DETECTOR = "training-free (noise sensitivity)"
@@ -17,8 +21,10 @@ TRAINING_FREE_DETECTOR = "training-free (noise sensitivity)"
 def ensure_detectors(profile: Profile | str | None = None, *, training_free: bool = False) -> dict[str, Path]:
     """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
     trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
-    and 05 also run on their own. Notebook 02's fine-tuned pretrained EfficientNet-Lite0 joins them when it is
-    there (it is never trained here: that is notebook 02's lesson)."""
+    and 05 also run on their own. Notebook 02's residual-input ConvNeXt and fine-tuned pretrained
+    EfficientNet-Lite0 join them when they are there, and with ``training_free`` so does notebook 04's tuned
+    training-free detector (none of these is made here: each is its lesson's work; the training-free one costs a
+    few forwards per image, so only the probe asks for it)."""
     from ..data.demo import ensure_demo_dataset
     from ..training.clip_head import train_clip_head
     from ..training.convnext import train_convnext
@@ -34,11 +40,17 @@ def ensure_detectors(profile: Profile | str | None = None, *, training_free: boo
         if not head.is_file():
             head = train_clip_head(folder, profile=profile, progress=False).checkpoint_path
     found = {"ConvNeXt": convnext, "CLIP head": head}
-    from .wild_eval import training_free_path
 
     transfer, tuned = finetuned_checkpoint(profile), training_free_path(profile)
-    return (found | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
+    residual = residual_checkpoint(profile)
+    return (found | ({RESIDUAL_DETECTOR: residual} if residual.is_file() else {})
+            | ({TRANSFER_DETECTOR: transfer} if transfer.is_file() else {})
             | ({TRAINING_FREE_DETECTOR: tuned} if training_free and tuned.is_file() else {}))
+
+
+def residual_checkpoint(profile: Profile | str | None = None) -> Path:
+    """Where notebook 02 saves the same ConvNeXt trained on the residual input (NPR-style high-pass)."""
+    return get_paths(profile).models.parent / "residual" / "best.pth"
 
 
 def finetuned_checkpoint(profile: Profile | str | None = None) -> Path:
