@@ -280,3 +280,34 @@ def test_evaluate_on_wild_reports_the_test_groups_only(wild_dir, tmp_path, monke
     val_images = [im for im in wild.load_wild(wild_dir) if im.split == "val"]
     assert val.entries[0]["n_ai"] + val.entries[0]["n_real"] == len(val_images)
     assert "content_auc" not in val.entries[0] and val.content == {}
+
+
+def test_read_robustness_reads_changes_against_the_noise_of_the_sample():
+    from detectlib.workflows.wild_eval import read_robustness
+
+    rows = [{"perturbation": "original", "kind": "none", "auc": 0.70},
+            {"perturbation": "JPEG q=75", "kind": "jpeg", "auc": 0.72},
+            {"perturbation": "blur σ=1", "kind": "blur", "auc": 0.55}]
+    few = read_robustness(rows, per_class=10)  # ±0.24 on 10 per class: nothing stands out
+    assert few.startswith("no edit moved its AUC beyond the noise") and "blur σ=1 (-0.150)" in few
+    many = read_robustness(rows, per_class=500)  # ±0.045
+    assert "blur σ=1 -0.150" in many and "JPEG" not in many
+
+
+def test_a_training_free_detector_says_it_learned_nothing():
+    from detectlib.evaluation.reports import training_data
+
+    data = training_data({"kind": "training_free", "tuned_on": "WILD v2 validation groups: 80 images",
+                          "config": {"profile": "demo"}})
+    assert data.text.startswith("nothing (training-free)") and "80 images" in data.text and data.real_world
+
+
+def test_read_sweep_says_when_the_best_sits_at_the_edge_of_the_grid(tmp_path):
+    from detectlib.workflows.wild_eval import TrainingFreeTuning, read_sweep
+
+    rows = [{"sigma": s, "k": 1, "layer": "pooler", "auc": a} for s, a in ((0.01, 0.50), (0.1, 0.60), (1.0, 0.90))]
+    edge = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows, {}, 400))
+    assert "best AUC 0.900 at σ=1.0" in edge and "edge of the grid" in edge and "0 of the other 2" in edge
+    rows[1]["auc"], rows[2]["auc"] = 0.95, 0.90
+    inside = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows, {}, 20))  # ±0.105 on 20 images
+    assert "σ=0.1" in inside and "edge of the grid" not in inside and "1 of the other 2" in inside

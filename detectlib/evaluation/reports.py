@@ -46,6 +46,8 @@ def training_data(checkpoint: Detector | Mapping) -> TrainingData:
     """A checkpoint's training data as ``TrainingData``, read from what training recorded in it."""
     meta = checkpoint.meta if isinstance(checkpoint, Detector) else checkpoint
     config = meta.get("config") or {}
+    if meta.get("tuned_on"):  # a training-free detector learned nothing; a few settings were chosen on images
+        return TrainingData(f"nothing (training-free); its settings were chosen on {meta['tuned_on']}", True)
     names = ", ".join(p.name for p in trained_on(meta)) or "?"
     if config.get("profile") in ("smoke", "demo"):
         return TrainingData(f"{names}: the kit's own fakes (autoencoder, DCGAN and Real-ESRGAN images made from a "

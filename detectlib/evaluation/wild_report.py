@@ -94,10 +94,11 @@ def describe_entry(entry: Mapping[str, Any]) -> str:
             f"{entry['balanced_auc']:.3f} on {entry['n_ai']} AI images and {entry['n_real']} photos in "
             f"{entry['n_groups']} groups")
     if "content_auc" in entry and band == "above":
-        kept = entry["content_auc"] - 0.5
-        share = kept / (entry["auc"] - 0.5) if entry["auc"] > 0.5 else float("nan")
-        text += (f"; at 1/8 size (content only) {entry['content_auc']:.3f}"
-                 + (f", {share:.0%} of its margin over chance survives without any trace" if share == share else ""))
+        share = (entry["content_auc"] - 0.5) / (entry["auc"] - 0.5)
+        reading = ("content carries it" if share >= 0.8 else "it reads finer detail than content" if share <= 0.3
+                   else "content carries part of it")
+        text += (f"; at 1/8 size (content only) {entry['content_auc']:.3f}: {min(share, 1.0):.0%} of its margin over "
+                 f"chance survives without any trace, so {reading}")
     return text
 
 

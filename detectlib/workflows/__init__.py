@@ -31,8 +31,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "leave_generators_out",
         ],
         "wild_eval": [
-            "SIGMAS", "DRAWS", "LAYERS", "training_free_path", "TrainingFreeTuning", "tune_training_free",
-            "WildRun", "evaluate_on_wild", "noise_drift", "wild_robustness",
+            "SIGMAS", "DRAWS", "LAYERS", "training_free_path", "TrainingFreeTuning", "tune_training_free", "read_sweep",
+            "WildRun", "evaluate_on_wild", "noise_drift", "wild_robustness", "read_robustness",
         ],
     },
 )

@@ -21,7 +21,7 @@ from ..evaluation.robustness import Perturbation
 from ..evaluation.scoring import WildScores, score_wild
 from ..models.detector import Detector
 
-SIGMAS = (0.01, 0.03, 0.1)  # noise scales swept, in the processor's normalised pixel units
+SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0)  # noise scales swept, in the processor's normalised pixel units
 DRAWS = (1,)  # k, the number of noise draws averaged (one worked as well as more, and each costs a forward)
 LAYERS = ("pooler", -2)  # where the CLS token is read: the pooled output, or the output of the layer before the last
 
@@ -74,6 +74,25 @@ def tune_training_free(wild_dir: Path | str, profile: Profile | str | None = Non
                                        f"(σ in {list(sigmas)}, k in {list(draws)}, layers {list(layers)})",
                               config={"profile": profile.name}, **chosen)
     return TrainingFreeTuning(path, sweep, chosen, len(images))
+
+
+def read_sweep(tuning: TrainingFreeTuning) -> str:
+    """What the sweep says, in words: the best setting, which others are within the noise of its AUC on the
+    validation images (two Hanley–McNeil standard errors), and whether the best lies at the edge of the grid (then
+    a wider grid could do better, and the choice says less)."""
+    from ..evaluation.metrics import auc_standard_error
+
+    best = max(tuning.sweep, key=lambda row: row["auc"])
+    per_class = tuning.n_images // 2
+    noise = 2 * auc_standard_error(best["auc"], per_class, tuning.n_images - per_class)
+    close = [row for row in tuning.sweep if row is not best and best["auc"] - row["auc"] <= noise]
+    sigmas = sorted({row["sigma"] for row in tuning.sweep})
+    text = (f"best AUC {best['auc']:.3f} at σ={best['sigma']}, layer {best['layer']}; {len(close)} of the other "
+            f"{len(tuning.sweep) - 1} settings are within the noise of {tuning.n_images} validation images "
+            f"(±{noise:.3f})")
+    if len(sigmas) > 1 and best["sigma"] in (sigmas[0], sigmas[-1]):
+        text += f"; the best σ is at the edge of the grid ({sigmas[0]}–{sigmas[-1]}): a wider grid might do better"
+    return text
 
 
 @dataclass
@@ -141,3 +160,19 @@ def wild_robustness(detectors: Mapping[str, Detector], wild_dir: Path | str, per
             rows.append({"detector": name, "perturbation": edit.label, "kind": edit.kind, "value": edit.value,
                          "accuracy": metrics.accuracy(y, pred.p_ai), "auc": metrics.roc_auc(y, pred.p_ai)})
     return rows
+
+
+def read_robustness(rows: Sequence[Mapping[str, Any]], per_class: int) -> str:
+    """What a robustness table on ``per_class`` images per class says, in words: each edit's AUC change against
+    the unedited images, read against the noise of an AUC on that many images (two Hanley–McNeil standard errors;
+    the sample holds one image per group at most, mostly)."""
+    from ..evaluation.metrics import auc_standard_error
+
+    base = next(r["auc"] for r in rows if r["kind"] == "none")
+    noise = 2 * auc_standard_error(base, per_class, per_class)
+    moved = [(r["perturbation"], r["auc"] - base) for r in rows if r["kind"] != "none"]
+    beyond = [f"{name} {delta:+.3f}" for name, delta in moved if abs(delta) > noise]
+    if not beyond:
+        return (f"no edit moved its AUC beyond the noise of {per_class} images per class (±{noise:.3f}); the largest "
+                f"change was {max(moved, key=lambda m: abs(m[1]))[0]} ({max(moved, key=lambda m: abs(m[1]))[1]:+.3f})")
+    return f"beyond the noise of {per_class} images per class (±{noise:.3f}): " + ", ".join(beyond)
