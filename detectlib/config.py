@@ -121,6 +121,24 @@ def get_profile(name: Profile | str | None = None, **overrides) -> Profile:
     return replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_capabilities(cpuinfo: Path | str = "/proc/cpuinfo") -> dict:
+    """The CPU's name, cores and the features the kit's speed and numbers depend on, read from ``cpuinfo``.
+
+    Why: bfloat16 in hardware (AVX512-BF16 or AMX) decides whether the CLIP encoder runs bfloat16 or float32 (and
+    so its images/s), and VNNI (AVX512-VNNI, AVX-VNNI, AMX) whether onnxruntime's INT8 products are exact or
+    saturate at 16 bits. Every bench entry records this; on a machine without ``/proc/cpuinfo`` all are False."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    return {"model": name or "unknown", "cores": os.cpu_count(), **{f: f in flags for f in CPU_FEATURES}}
+
+
 def get_language() -> str:
     """``$DETECTLIB_LANG`` (``es`` as the reference, or ``en``): the words of the CLIs, figures and widgets."""
     lang = os.environ.get(LANG_ENV) or LANGUAGES[0]

@@ -19,7 +19,8 @@ def test_quick_bench_writes_every_key_with_machine_and_date(tmp_path, monkeypatc
     results = report["results"]
     assert report["profile"] == "smoke" and set(results) == KEYS
     for key, entry in results.items():
-        assert {"cpu_count", "torch_threads", "date"} <= set(entry["machine"]), key
+        assert {"cpu_count", "cpu", "torch_threads", "date"} <= set(entry["machine"]), key
+        assert {"avx512_bf16", "amx_bf16", "avx512_vnni", "cores"} <= set(entry["machine"]["cpu"]), key
         if key in bench.GOALS and "skipped" not in entry:
             assert isinstance(entry["value"], float) and entry["value"] >= 0 and isinstance(entry["met"], bool), key
     assert results["clip_b16_vs_onnx_int8"]["skipped"] and results["clip_b16_vs_onnx_int8"]["bfloat16_img_s"] > 0

@@ -190,11 +190,10 @@ def _exact_int8_runtime() -> bool:
     """Whether onnxruntime multiplies INT8 exactly on this CPU. Without VNNI (AVX512-VNNI, AVX-VNNI or AMX) its
     u8 x s8 kernels add pairs of products with ``vpmaddubsw``, which saturates at 16 bits: the runtime's output is
     then not the INT8 arithmetic the port simulates (measured on an AVX2-only AMD EPYC: cosine 0.3-0.6 to it)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    from detectlib.config import cpu_capabilities
+
+    caps = cpu_capabilities()
+    return caps["avx512_vnni"] or caps["avx_vnni"] or caps["amx_int8"]
 
 
 EXACT_INT8 = pytest.mark.skipif(not _exact_int8_runtime(), reason="onnxruntime's INT8 saturates on this CPU (no VNNI): "

@@ -69,3 +69,15 @@ def test_one_setting_chooses_the_language_of_clis_figures_and_widgets(monkeypatc
     monkeypatch.setenv(config.LANG_ENV, "fr")
     with pytest.raises(ValueError, match="unknown language 'fr'"):
         config.get_language()
+
+
+def test_cpu_capabilities_read_the_flags_that_decide_speed_and_numbers(tmp_path):
+    from detectlib.config import CPU_FEATURES, cpu_capabilities
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_int8\n")
+    caps = cpu_capabilities(info)
+    assert caps["model"] == "Test CPU 9000" and caps["cores"] >= 1
+    assert {f for f in CPU_FEATURES if caps[f]} == {"avx2", "avx512f", "avx512_bf16", "amx_int8"}
+    missing = cpu_capabilities(tmp_path / "absent")
+    assert missing["model"] == "unknown" and not any(missing[f] for f in CPU_FEATURES)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -127,11 +126,10 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 def native_bf16_cpu() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); without it bfloat16 is emulated and
     slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    from ..config import cpu_capabilities
+
+    caps = cpu_capabilities()
+    return caps["avx512_bf16"] or caps["amx_bf16"]
 
 
 class ClipVisionEncoder(FrozenEncoder):

@@ -55,11 +55,15 @@ GOALS: dict[str, tuple[str, float]] = {  # key -> (direction, goal)
 
 
 def machine() -> dict[str, Any]:
-    """What every entry records: CPU count, torch threads, versions and the date."""
+    """What every entry records: the CPU (name, cores, and the features rates depend on: bfloat16 in hardware, VNNI,
+    AMX), torch threads, versions and the date."""
     import torch
+
+    from ..config import cpu_capabilities
 
     return {
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_capabilities(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
