@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--root", default=None, help="where the generator folders go (default: the profile's raw/)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: $DETECTLIB_SEED, else 0")
     parser.add_argument(
         "--force", action="store_true", help="rebuild even when a build with these settings exists"
     )

@@ -18,7 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detectlib.wild", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="smoke, demo or full (default: $DETECTLIB_PROFILE or demo)")
     parser.add_argument("--root", default=None, help="project root to build under (default: this project)")
-    parser.add_argument("--seed", type=int, default=0, help="which images a per-class limit keeps (default: 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="which images a per-class limit keeps and which groups are val (default: $DETECTLIB_SEED, else 0)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a build with these settings exists")
     parser.add_argument("--no-fetch", action="store_true",
                         help="never fetch a package: read only installed or cached ones")

@@ -7,6 +7,8 @@ constant answer (see ``test_infer``).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,6 +128,28 @@ def test_val_test_halves_are_disjoint_and_stratified(scores):
     assert (val.split, test.split) == ("val", "test")
     assert not set(val.paths) & set(test.paths) and len(val) + len(test) == len(scores)
     assert sorted(val.y_true.tolist()) == sorted(test.y_true.tolist()) == [0, 0, 1, 1]
+
+
+def test_val_test_halves_keep_each_source_photo_on_one_side(tmp_path):
+    """Crops of one photo never sit on both sides: the split reads each image's photo from the build's manifest."""
+    from detectlib.data.demo import MANIFEST
+
+    folder = tmp_path / "GEN"
+    groups = {f"val/{cls}/{cls}_{i:05d}.png": f"photo:p{i % 4}" for cls in ("ai", "nature") for i in range(16)}
+    folder.mkdir()
+    (folder / MANIFEST).write_text(json.dumps({"groups": groups}))
+    paths = [folder / key for key in groups]
+    y = np.array([0 if "/ai/" in key else 1 for key in groups])
+    scored = scoring.Scores(y, np.linspace(0, 1, len(y)), paths)
+    assert scored.groups == list(groups.values())
+    for seed in (0, 1, 2):
+        val, test = reports.split_val_test(scored, seed=seed)
+        assert not set(val.groups) & set(test.groups) and len(val) + len(test) == len(scored)
+        assert set(val.y_true.tolist()) == set(test.y_true.tolist()) == {0, 1}
+    copy = tmp_path / "ALL_full" / "val" / "ai" / "GEN_ai_00005.png"  # a create_full_all copy finds its photo
+    assert scoring.Scores(y[:1], y[:1] * 1.0, [copy]).groups == ["photo:p1"]
+    unknown = tmp_path / "other" / "val" / "ai" / "x.png"  # no record: its own group
+    assert scoring.Scores(y[:1], y[:1] * 1.0, [unknown]).groups == [str(unknown)]
 
 
 def _scored(y, p, split, names):

@@ -134,6 +134,24 @@ def test_build_writes_one_genimage_folder_per_family(built):
     assert sorted(p.name for p in built.parent.iterdir()) == ["controls", "raw"]  # no staging folder left behind
 
 
+def test_every_image_records_its_source_photo_and_only_photos_of_its_split(built):
+    """The manifest names each image's photo (fakes made from a patch: that patch's photo; DCGAN's samples from
+    noise: their own group), so later splits and intervals can keep a photo on one side."""
+    for family in ("AE", "DCGAN", "ESRGAN"):
+        folder = built / family
+        paths = sorted(folder.glob("*/*/*.png"))
+        groups = demo.source_groups(paths)
+        assert len(groups) == len(paths) and all(groups)
+        for path, group in zip(paths, groups, strict=True):
+            split = path.parts[-3]
+            if family == "DCGAN" and path.parent.name == "ai":
+                assert group == f"DCGAN:{split}/{path.stem}"
+            else:
+                assert group.startswith("photo:") and demo.PHOTO_SPLIT[group.removeprefix("photo:")] == split
+        val_photos = {g for g, p in zip(groups, paths, strict=True) if p.parts[-3] == "val" and g.startswith("photo:")}
+        assert len(val_photos) > 1  # several photos: a grouped split has something to split
+
+
 def test_resampling_control_is_bicubic_upscaled_real_patches_labelled_nature(built):
     control = built.parent / "controls" / "BICUBIC"
     assert sorted(p.relative_to(control).as_posix() for p in control.glob("*/*")) == ["val/nature"]

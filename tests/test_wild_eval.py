@@ -96,12 +96,31 @@ def test_hanley_mcneil_standard_error_matches_a_bootstrap():
         assert metrics.auc_standard_error(auc, 60, 90) == pytest.approx(np.std(boot), rel=0.25)
 
 
-def test_describe_auc_reads_the_number_against_its_noise():
-    assert reports.describe_auc(0.55, 20, 20).startswith("no better than chance")
-    assert reports.describe_auc(0.55, 5000, 5000).startswith("weak, but better than chance")
-    assert reports.describe_auc(0.2, 50, 50).startswith("worse than chance")
-    assert reports.describe_auc(0.97, 50, 50).startswith("strong")
-    assert reports.describe_auc(0.8, 100, 100).startswith("useful")
+def _separated(n: int, shift: float, groups_per_class: int, seed: int = 0):
+    """``n`` images per class, AI scores ``shift`` higher on average, in ``groups_per_class`` groups per class whose
+    images share their group's score offset (crops of one photo)."""
+    rng = np.random.default_rng(seed)
+    group = np.r_[np.arange(n) % groups_per_class, groups_per_class + np.arange(n) % groups_per_class]
+    offset = rng.normal(0, 1, 2 * groups_per_class)[group]
+    y = np.r_[np.zeros(n, int), np.ones(n, int)]
+    p = 1 / (1 + np.exp(-(offset + rng.normal(0, 0.3, 2 * n) + shift * (y == 0))))
+    return y, p, [f"g{g}" for g in group]
+
+
+def test_describe_auc_reads_the_number_against_the_noise_of_its_groups():
+    y, p, groups = _separated(200, 0.6, 100)
+    assert reports.describe_auc(y, p, groups).startswith("weak, but better than chance")
+    # as many images, but in 3 photos per class: the interval widens to cover 0.5
+    y3, p3, groups3 = _separated(200, 0.6, 3, seed=3)
+    assert reports.auc_band(y3, p3, groups3) == "chance"
+    assert reports.describe_auc(y3, p3, groups3).startswith("no better than chance")
+    assert "from 6 source groups" in reports.describe_auc(y3, p3, groups3)
+    assert reports.auc_band(y3, p3, [str(i) for i in range(len(y3))]) == "above"  # the same scores, images as groups
+    y, p, groups = _separated(100, -3.0, 50)
+    assert reports.describe_auc(y, p, groups).startswith("worse than chance")
+    y, p, groups = _separated(100, 8.0, 50)
+    assert reports.describe_auc(y, p, groups).startswith("strong")
+    assert reports.describe_auc([0, 0], [0.2, 0.3], ["a", "b"]) == "not measurable (one class missing)"
 
 
 def test_score_wild_keeps_each_image_with_its_source(wild_dir, tmp_path):

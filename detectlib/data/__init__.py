@@ -28,7 +28,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "demo": [
             "MIN_SCALE", "MAX_SCALE", "FLAT_STD", "ROLES", "PHOTO_SPLIT", "SKIMAGE_PHOTOS", "real_photos",
             "Cell", "Crop", "photo_cells", "PatchPool", "GeneratorFamily", "AutoencoderFamily",
-            "DCGANFamily", "default_families", "build_demo_dataset", "ensure_demo_dataset",
+            "DCGANFamily", "default_families", "build_demo_dataset", "ensure_demo_dataset", "source_groups",
             "mean_log_spectrum", "dataset_spectra",
         ],
         "esrgan": [

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import CLASSES
+from ..config import CLASSES, seed_of
 from ..files import atomic_write
 from .images import ImageLoadError, check_file, load_image, skip_bad_file, warn_skipped
 from .layout import SPLITS, LayoutError, discover_generators, extra_class_folders, list_class_images
@@ -236,13 +236,14 @@ def _generator_folders(root: Path) -> dict[str, Path]:
     return {gen: root / gen for gen in discover_generators(root)} or {root.name: root}
 
 
-def audit_dataset(root: Path | str, max_per_class: int = 200, seed: int = 0) -> AuditReport:
+def audit_dataset(root: Path | str, max_per_class: int = 200, seed: int | None = None) -> AuditReport:
     """Audit a GenImage-style tree ``root/<GEN>/{train,val}/{ai,nature}`` or one reference-layout root.
 
     Introduced in notebook 01. Every file is counted; up to ``max_per_class`` per folder (a seeded random
     sample) are opened, so the audit of a large real dataset stays quick. Unreadable files are named in the
     report and in its warnings, never a crash.
     """
+    seed = seed_of(seed)
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: folder not found; expected <GEN>/{{train,val}}/{{ai,nature}}/ inside it")

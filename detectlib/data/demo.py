@@ -34,12 +34,12 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from ..config import Profile, get_paths, get_profile
+from ..config import Profile, get_paths, get_profile, seed_of
 from ..files import atomic_write, read_json
 from .images import ImageLoadError, load_image, skip_bad_file, warn_skipped
 from .layout import SPLITS, LayoutError, discover_generators, list_class_images, swap_in_folder
 
-BUILD_VERSION = 1  # bump when a change to this module changes the images it writes
+BUILD_VERSION = 2  # bump when a change to this module changes what it writes (2: source photo of every image)
 
 
 MANIFEST = "synth_manifest.json"
@@ -217,7 +217,8 @@ class GeneratorFamily(Protocol):
 
     ``fit`` sees train-split source patches (uint8 [N, S, S, 3]) and may do nothing (a pretrained generator).
     ``generate`` gets real patches of the split being built, reserved for this family's fakes (never the
-    split's nature patches); a family that samples from noise may ignore them.
+    split's nature patches); a family that samples from noise may ignore them, and says so with
+    ``from_sources = False`` (its fakes then belong to no photo: each is its own group).
     """
 
     name: str
@@ -319,6 +320,7 @@ class DCGANFamily(_TorchFamily):
     """
 
     name = "DCGAN"
+    from_sources = False  # samples from noise: no fake comes from a val photo
 
     def __init__(self, width: int = 8, latent: int = 64, lr: float = 5e-4, batch_size: int = 16):
         self.width, self.latent, self.lr, self.batch_size = width, latent, lr, batch_size
@@ -421,17 +423,21 @@ def _write_pngs(images: np.ndarray, folder: Path, prefix: str) -> None:
 
 def _build_family(
     family: GeneratorFamily, pools: dict[str, PatchPool], profile: Profile, seed: int, staging: Path
-) -> dict[str, dict[str, int]]:
-    """Fit one family and write its whole folder under ``staging``; returns the image counts."""
+) -> dict[str, dict]:
+    """Fit one family and write its whole folder under ``staging``; returns the image counts and the source
+    group of every image (``split/class/file`` -> ``photo:<name>``): a fake made from a photo's patch belongs to
+    that photo, as the real patches cut from it do, so a split or an interval can keep each photo on one side."""
     per_split = {"train": profile.train_per_class, "val": profile.val_per_class}
     fit_patches = pools["train"].sample(
         "source", 4 * profile.train_per_class, _family_rng(seed, family.name, "fit")
     )
     family.fit(fit_patches, profile, seed)
-    counts = {}
+    counts, groups = {}, {}
     for split, n in per_split.items():
-        nature = pools[split].sample("nature", n, _family_rng(seed, family.name, f"nature/{split}"))
-        sources = pools[split].sample("source", n, _family_rng(seed, family.name, f"source/{split}"))
+        pool = pools[split]
+        nature_crops = pool.crops("nature", n, _family_rng(seed, family.name, f"nature/{split}"))
+        source_crops = pool.crops("source", n, _family_rng(seed, family.name, f"source/{split}"))
+        sources = pool.render(source_crops)
         fakes = np.asarray(family.generate(sources, n, _family_rng(seed, family.name, f"generate/{split}")))
         expected = (n, profile.img_size, profile.img_size, 3)
         if fakes.shape != expected or fakes.dtype != np.uint8:
@@ -439,15 +445,20 @@ def _build_family(
                 f"{family.name}.generate returned {fakes.dtype} {fakes.shape}, expected uint8 {expected}"
             )
         _write_pngs(fakes, staging / split / "ai", "ai")
-        _write_pngs(nature, staging / split / "nature", "nature")
+        _write_pngs(pool.render(nature_crops), staging / split / "nature", "nature")
         counts[split] = {"ai": n, "nature": n}
-    return counts
+        from_sources = getattr(family, "from_sources", True)
+        for i in range(n):
+            groups[f"{split}/nature/nature_{i:05d}.png"] = f"photo:{nature_crops[i].cell.photo}"
+            groups[f"{split}/ai/ai_{i:05d}.png"] = (f"photo:{source_crops[i].cell.photo}" if from_sources
+                                                    else f"{family.name}:{split}/ai_{i:05d}")
+    return {"counts": counts, "groups": groups}
 
 
 def build_demo_dataset(
     profile: Profile | str | None = None,
     root: Path | str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     families: Iterable[GeneratorFamily] | None = None,
     force: bool = False,
 ) -> Path:
@@ -458,6 +469,7 @@ def build_demo_dataset(
     complete, so an interrupted build leaves no half-written image. A folder this module did not build is
     never replaced.
     """
+    seed = seed_of(seed)
     profile = get_profile(profile)
     if profile.train_per_class <= 0 or profile.val_per_class <= 0:
         raise ValueError(
@@ -481,8 +493,8 @@ def build_demo_dataset(
                 continue
             t0, staging = time.perf_counter(), staging_root / family.name
             pools = pools or {split: PatchPool(profile.img_size, split) for split in SPLITS}
-            counts = _build_family(family, pools, profile, seed, staging)
-            manifest = {"settings": settings, "counts": counts, "seconds": round(time.perf_counter() - t0, 1)}
+            written = _build_family(family, pools, profile, seed, staging)
+            manifest = {"settings": settings, **written, "seconds": round(time.perf_counter() - t0, 1)}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
             root.mkdir(parents=True, exist_ok=True)
             swap_in_folder(staging, final)
@@ -537,6 +549,32 @@ def ensure_demo_dataset(profile: Profile | str | None = None) -> Path:
 
         raise LayoutError(f"{raw}: no generator folders found. {how_to_bring_data(raw)}")
     return raw
+
+
+def source_groups(paths: Sequence[Path | str]) -> list[str]:
+    """The source photo of each image (``photo:<name>``), read from its generator folder's manifest.
+
+    Why: crops of one photo are not independent evidence. A split, an interval or a bootstrap that treats them as
+    independent lets a photo sit on both sides (lesson 01's leak) and gives bands far too narrow. An ``ALL_full``
+    copy (``AE_ai_00012.png``) is looked up in the generator folder beside it; an image with no record (real data,
+    another layout) is its own group, the usual assumption when nothing better is known."""
+    manifests: dict[Path, dict] = {}
+
+    def record(folder: Path) -> dict:
+        if folder not in manifests:
+            manifests[folder] = (read_json(folder / MANIFEST) or {}).get("groups", {})
+        return manifests[folder]
+
+    out = []
+    for path in map(Path, paths):
+        split, cls, name = path.parts[-3:]
+        folder = path.parents[2]
+        group = record(folder).get(f"{split}/{cls}/{name}")
+        if group is None and "_" in name:
+            generator, rest = name.split("_", 1)
+            group = record(folder.parent / generator).get(f"{split}/{cls}/{rest}")
+        out.append(group or str(path))
+    return out
 
 
 # -------------------------------------------------------------------------------------------------- spectra

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import CLASSES, Profile, get_paths, get_profile
+from ..config import CLASSES, Profile, get_paths, get_profile, seed_of
 from ..files import atomic_write, read_json
 from .images import load_image
 from .layout import LayoutError, swap_in_folder
@@ -289,9 +289,11 @@ def merge_near_duplicates(groups: list[str], hashes: list[int], max_bits: int = 
     return [root(g) for g in groups]
 
 
-def split_of(group: str, val_share: float = VAL_SHARE) -> str:
-    """``val`` or ``test`` for a group, from a hash of its name: stable whatever else is built."""
-    draw = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little") / 2 ** 32
+def split_of(group: str, val_share: float = VAL_SHARE, seed: int = 0) -> str:
+    """``val`` or ``test`` for a group, from a hash of its name (and of ``seed`` when not 0, so another seed draws
+    another split): stable whatever else is built."""
+    key = group if seed == 0 else f"{seed}/{group}"
+    draw = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") / 2 ** 32
     return "val" if draw < val_share else "test"
 
 
@@ -332,11 +334,12 @@ def category_quotas(wanted: dict[str, float], available: dict[str, int], total: 
     return quota
 
 
-def select(sources: list[Source], max_per_class: int, seed: int = 0) -> list[Source]:
+def select(sources: list[Source], max_per_class: int, seed: int | None = None) -> list[Source]:
     """At most ``max_per_class`` sources per class (0: all), the same for the same seed. Fakes are spread over
     categories, then templates. Photos are **matched in content**: each category gets a share of the photos in
     proportion to the fakes' share of it (categories only fakes have, such as art, aside), then spread over
     packages and groups."""
+    seed = seed_of(seed)
     fakes = sorted((s for s in sources if s.is_ai), key=lambda s: s.key)
     photos = sorted((s for s in sources if not s.is_ai), key=lambda s: s.key)
     rng = np.random.default_rng([seed, 0])
@@ -419,7 +422,7 @@ def _file_name(src: Source, taken: set[str]) -> str:
     return name
 
 
-def manifest_rows(images: list[_Processed]) -> list[dict]:
+def manifest_rows(images: list[_Processed], seed: int = 0) -> list[dict]:
     """The manifest: one row per image, its group joined with its near-duplicates and its split drawn per group."""
     groups = merge_near_duplicates([im.source.group for im in images],
                                    [difference_hash(im.jpeg) for im in images])
@@ -428,7 +431,7 @@ def manifest_rows(images: list[_Processed]) -> list[dict]:
         src = im.source
         rows.append({"file": _file_name(src, taken), "label": src.label, "category": src.category,
                      "style": src.style, "generator": src.generator, "model": src.model, "family": src.family,
-                     "release_year": src.release_year, "group": group, "split": split_of(group), "use": src.use,
+                     "release_year": src.release_year, "group": group, "split": split_of(group, seed=seed), "use": src.use,
                      "history_side": im.history_side, "source": src.key})
     return rows
 
@@ -462,7 +465,7 @@ def _is_complete(folder: Path, settings: dict) -> bool:
     return len(files) == recorded.get("count") and all((folder / name).is_file() for name in files)
 
 
-def build_wild(profile: Profile | str | None = None, root: Path | str | None = None, *, seed: int = 0,
+def build_wild(profile: Profile | str | None = None, root: Path | str | None = None, *, seed: int | None = None,
                force: bool = False, fetch: bool | None = None, sources: Iterable[Source] | None = None,
                cache: Path | None = None, verbose: bool = True) -> Path:
     """Build (or reuse) WILD v2 in ``paths.wild``: ``{ai,nature}/*.jpg``, ``manifest.csv`` and ``wild_build.json``.
@@ -472,6 +475,7 @@ def build_wild(profile: Profile | str | None = None, root: Path | str | None = N
     The folder is written beside its final place and renamed in when complete; a re-run with the same settings
     reuses it (``force`` rebuilds). Sources are only read. Returns the folder.
     """
+    seed = seed_of(seed)
     profile = get_profile(profile)
     out = get_paths(profile, root).wild
     start = time.perf_counter()
@@ -498,7 +502,7 @@ def build_wild(profile: Profile | str | None = None, root: Path | str | None = N
         raise LayoutError("WILD needs images of both classes and found " + summarise_sources(
             [im.source for im in images]) + (f"; {len(missing)} package(s) could not be had, first: {missing[0]}"
                                              if missing else "; no source is large enough"))
-    rows = manifest_rows(images)
+    rows = manifest_rows(images, seed)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     try:
         shutil.rmtree(staging, ignore_errors=True)

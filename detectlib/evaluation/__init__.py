@@ -1,5 +1,5 @@
 """Evaluation: scores from detectors (``scoring``), metrics on them (``metrics``), the tables and verdicts the
-lessons print (``reports``) and how scores move under JPEG, resizing and blur (``robustness``)."""
+lessons print (``reports``), verdicts repeated over seeds (``verdicts``) and how scores move under JPEG, resizing and blur (``robustness``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["metrics", "predictions", "reports", "robustness", "scoring", "wild_report"],
+    submodules=["metrics", "predictions", "reports", "robustness", "scoring", "verdicts", "wild_report"],
     submod_attrs={
         "metrics": [
             "THRESHOLD_RULES", "is_ai", "predict_labels", "accuracy", "classification_report",
@@ -23,13 +23,16 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "reports": [
             "trained_on", "TrainingData", "training_data", "per_generator_table", "split_val_test",
             "unchosen_scores", "honest_threshold", "threshold_report", "validation_threshold",
-            "compare_detectors", "auc_band", "describe_auc", "wild_table", "wild_generator_table",
+            "compare_detectors", "auc_band", "describe_auc", "auc_in_words", "wild_table", "wild_generator_table",
         ],
         "robustness": [
             "Perturbation", "ROBUSTNESS_SWEEP", "robustness_sweep",
         ],
         "scoring": [
             "Scores", "score_folder", "score_control", "score_generators", "WildScores", "score_wild",
+        ],
+        "verdicts": [
+            "UNSTABLE", "Repeated", "repeat", "compare_arms",
         ],
         "wild_report": [
             "WILD_JSON", "CONTENT_CONTROL_FACTOR", "ci_band", "wild_entry", "built_summary", "describe_entry",

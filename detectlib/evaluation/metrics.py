@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics as skm
 
-from ..config import AI_INDEX, CLASSES
+from ..config import AI_INDEX, CLASSES, seed_of
 from ..labels import DEFAULT_THRESHOLD
 
 THRESHOLD_RULES = ("accuracy", "youden", "fpr")
@@ -176,12 +176,13 @@ def auc_standard_error(auc: float, n_ai: int, n_real: int) -> float:
 
 
 def group_bootstrap_ci(y_true: Sequence[int], p_ai: Sequence[float], groups: Sequence[str], *,
-                       statistic=None, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+                       statistic=None, n_boot: int = 1000, level: float = 0.95, seed: int | None = None) -> tuple[float, float]:
     """A percentile bootstrap interval of ``statistic`` (default ``roc_auc``) that resamples **groups**, not images.
 
     Why: crops of one photo, near-duplicates and one template's images are not independent draws; resampling
     images treats them as if they were and gives a band far too narrow (Hanley & McNeil's formula makes the same
     mistake). A resample missing a class is drawn again. Seeded: the same inputs give the same interval."""
+    seed = seed_of(seed)
     y, p = _arrays(y_true, p_ai)
     if not _both_classes(y):  # no resample can hold both classes (an empty set included)
         return float("nan"), float("nan")

@@ -4,24 +4,25 @@
   rate on the resampling control (real photos upscaled bicubically) beside it.
 * ``threshold_report`` / ``honest_threshold``: a threshold chosen on validation and applied to test, next to the
   leak of choosing it on test.
-* ``compare_detectors``, ``wild_table``, ``describe_auc``, ``auc_band``: the numbers a lesson's sentence reads.
+* ``compare_detectors``, ``wild_table``, ``describe_auc``, ``auc_band``: the numbers a lesson's sentence reads,
+  with intervals that resample source photos, never images.
 * ``training_data``: what a checkpoint learned from, so no score is mistaken for evidence.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import AI_INDEX
+from ..config import AI_INDEX, seed_of
 from ..labels import DEFAULT_THRESHOLD
 from ..models.detector import Detector, load_detector
 from . import metrics
 from .scoring import Scores, WildScores, score_control, score_generators, score_wild
+from .wild_report import ci_band
 
 
 def trained_on(checkpoint: Detector | Mapping) -> list[Path]:
@@ -79,13 +80,16 @@ def per_generator_table(
 # ------------------------------------------------------------------------------------------- thresholds
 
 
-def split_val_test(scores: Scores, test_fraction: float = 0.5, seed: int = 0) -> tuple[Scores, Scores]:
-    """Two disjoint, class-stratified parts of one scored set, named ``val`` and ``test``: a held-out test set
-    when a dataset has only train/val (the demo's does)."""
-    from sklearn.model_selection import train_test_split
+def split_val_test(scores: Scores, test_fraction: float = 0.5, seed: int | None = None) -> tuple[Scores, Scores]:
+    """Two disjoint parts of one scored set, named ``val`` and ``test``, split **by source photo**
+    (``Scores.groups``): a held-out test set when a dataset has only train/val (the demo's does). Crops of one photo
+    never sit on both sides (lesson 01's rule); scikit-learn's ``StratifiedGroupKFold`` keeps the classes as
+    balanced as whole groups allow. ``test_fraction`` is rounded to one fold of ``round(1 / test_fraction)``."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
-    val_idx, test_idx = train_test_split(np.arange(len(scores)), test_size=test_fraction, random_state=seed,
-                                         stratify=scores.y_true)
+    seed = seed_of(seed)
+    folds = StratifiedGroupKFold(n_splits=max(2, round(1 / test_fraction)), shuffle=True, random_state=seed)
+    val_idx, test_idx = next(folds.split(np.zeros(len(scores)), scores.y_true, scores.groups))
     return scores.take(np.sort(val_idx), "val"), scores.take(np.sort(test_idx), "test")
 
 
@@ -159,31 +163,37 @@ def compare_detectors(checkpoints: Mapping[str, Path], raw_root: Path | str, wil
             c = score_control(detector, control)
             row["control fpr"] = metrics.rates_at(c.y_true, c.p_ai).fpr
         if wild_dir is not None:
-            summary = score_wild(detector, wild_dir).summary()
-            row["wild auc"] = summary["auc"]
-            row["wild verdict"] = describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])
+            wild = score_wild(detector, wild_dir)
+            row["wild auc"] = wild.summary()["auc"]
+            row["wild verdict"] = describe_auc(wild.scores.y_true, wild.scores.p_ai, wild.column("group"))
         rows.append(row)
     return rows
 
 
-def auc_band(auc: float, n_ai: int, n_real: int) -> str:
-    """"chance" when the AUC is within two standard errors (``metrics.auc_standard_error``) of 0.5, else "above" or
-    "below": the verdict ``describe_auc`` words, as a value a check can compare."""
-    if math.isnan(auc):
-        return "unmeasurable"
-    if abs(auc - 0.5) <= 2 * metrics.auc_standard_error(auc, n_ai, n_real):
-        return "chance"
-    return "below" if auc < 0.5 else "above"
+def auc_band(y_true: Sequence[int], p_ai: Sequence[float], groups: Sequence[str], *,
+             seed: int | None = None) -> str:
+    """"chance" when the AUC's group-bootstrap 95 % interval covers 0.5, else "above" or "below": the verdict
+    ``describe_auc`` words, as a value a check can compare."""
+    return ci_band(metrics.group_bootstrap_ci(y_true, p_ai, groups, seed=seed))
 
 
-def describe_auc(auc: float, n_ai: int, n_real: int) -> str:
-    """An AUC in words, from the number and its sampling noise (``auc_band``): what a lesson prints after a run
-    instead of a verdict typed in before it."""
-    band = auc_band(auc, n_ai, n_real)
+def describe_auc(y_true: Sequence[int], p_ai: Sequence[float], groups: Sequence[str], *,
+                 seed: int | None = None) -> str:
+    """An AUC in words, from the number and its group-bootstrap interval (``metrics.group_bootstrap_ci``): what a
+    lesson prints after a run instead of a verdict typed in before it. The interval resamples source photos, not
+    images, because crops of one photo are not independent evidence."""
+    y = np.asarray(y_true)
+    return auc_in_words(metrics.roc_auc(y, p_ai), metrics.group_bootstrap_ci(y, p_ai, groups, seed=seed),
+                        int((y == AI_INDEX).sum()), int((y != AI_INDEX).sum()), len(set(groups)))
+
+
+def auc_in_words(auc: float, ci: Sequence[float], n_ai: int, n_real: int, n_groups: int) -> str:
+    """``describe_auc``'s sentence from numbers already measured (a row of ``robustness_sweep``)."""
+    band = ci_band(ci)
     if band == "unmeasurable":
         return "not measurable (one class missing)"
-    sentence = f"AUC {auc:.3f} ± {2 * metrics.auc_standard_error(auc, n_ai, n_real):.3f} on {n_ai} AI images and " \
-               f"{n_real} photos"
+    sentence = (f"AUC {auc:.3f}, 95 % interval [{ci[0]:.3f}, {ci[1]:.3f}] on {n_ai} AI images and {n_real} photos "
+                f"from {n_groups} source groups")
     if band == "chance":
         return f"no better than chance ({sentence})"
     if band == "below":
@@ -198,7 +208,7 @@ def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) 
     for name, ws in wild.items():
         summary = ws.summary(thresholds.get(name, DEFAULT_THRESHOLD))
         rows.append({"detector": name, **summary,
-                     "verdict": describe_auc(summary["auc"], summary["n_ai"], summary["n_real"])})
+                     "verdict": describe_auc(ws.scores.y_true, ws.scores.p_ai, ws.column("group"))})
     return rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
+from ..config import AI_INDEX
 from ..labels import DEFAULT_THRESHOLD
 from ..models.detector import Detector
 from . import metrics
@@ -70,6 +71,9 @@ def robustness_sweep(
     of ``max_per_class`` images per class (ten passes over a folder add up), the same images for every detector
     and perturbation (``seed=None``: the first ones, sorted).
 
+    Each row also has the AUC's group-bootstrap interval (``ci``, resampling source photos) and the counts it
+    rests on, for ``reports.auc_in_words``.
+
     Detectors that key on invisible high-frequency traces (upsampling grids, noise) lose them to exactly these
     everyday edits: a social network re-encodes and resizes every upload.
     """
@@ -78,8 +82,12 @@ def robustness_sweep(
         for perturbation in perturbations:
             scores = score_folder(detector, data_dir, split, perturb=perturbation, batch_size=batch_size,
                                   max_per_class=max_per_class, seed=seed)
+            groups = scores.groups
             rows.append({"detector": name, "perturbation": perturbation.label, "kind": perturbation.kind,
                          "value": perturbation.value,
                          "accuracy": metrics.accuracy(scores.y_true, scores.p_ai, threshold),
-                         "auc": metrics.roc_auc(scores.y_true, scores.p_ai)})
+                         "auc": metrics.roc_auc(scores.y_true, scores.p_ai),
+                         "ci": metrics.group_bootstrap_ci(scores.y_true, scores.p_ai, groups),
+                         "n_ai": int((scores.y_true == AI_INDEX).sum()),
+                         "n_real": int((scores.y_true != AI_INDEX).sum()), "n_groups": len(set(groups))})
     return rows

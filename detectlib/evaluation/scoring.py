@@ -66,6 +66,13 @@ class Scores:
         return cls(np.concatenate([s.y_true for s in parts]), np.concatenate([s.p_ai for s in parts]),
                    [p for s in parts for p in s.paths], parts[0].split, name, [x for s in parts for x in s.skipped])
 
+    @property
+    def groups(self) -> list[str]:
+        """The source photo of each image (``data.source_groups``): what splits and intervals keep together."""
+        from ..data.demo import source_groups
+
+        return source_groups(self.paths)
+
     def take(self, indices: Sequence[int], split: str | None = None) -> Scores:
         """The images at ``indices``, optionally renamed as another split."""
         idx = np.asarray(indices, dtype=int)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import AI_INDEX, get_paths
+from ..config import AI_INDEX, get_paths, seed_of
 from ..files import atomic_write, read_json
 from . import metrics
 from .scoring import WildScores
@@ -44,9 +44,10 @@ def _relative(path: Path | str, root: Path) -> str:
 
 
 def wild_entry(name: str, checkpoint: Path | str, kind: str, ws: WildScores, threshold: float,
-               content: WildScores | None = None, root: Path | None = None, seed: int = 0) -> dict[str, Any]:
+               content: WildScores | None = None, root: Path | None = None, seed: int | None = None) -> dict[str, Any]:
     """One detector's numbers on WILD: AUC with a group-bootstrap interval, category-balanced and per-category
     AUCs, TPR and FPR at ``threshold`` (the one the detector uses), and the content control's AUC beside them."""
+    seed = seed_of(seed)
     root = root or get_paths().root
     y, p = ws.scores.y_true, ws.scores.p_ai
     groups, categories = ws.column("group"), ws.column("category")

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..config import AI_INDEX, CLASSES
+from ..config import AI_INDEX, CLASSES, seed_of
 from ..files import atomic_write
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointError
 from .detector import Detector, register
@@ -270,7 +270,7 @@ def youden_threshold(d: np.ndarray, is_ai: np.ndarray) -> float:
 
 def tune_noise_sensitivity(encoder: str | FrozenEncoder, images: Any, labels: Sequence[int] | None = None, *,
                            sigmas: Sequence[float], ks: Sequence[int], layers: Sequence[int | str] = (POOLER,),
-                           seed: int = 0, batch_size: int = 32,
+                           seed: int | None = None, batch_size: int = 32,
                            max_batch: int = MAX_BATCH) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose σ, k and the layer on labelled (validation) images, by ROC-AUC with ai as the positive class.
 
@@ -282,6 +282,7 @@ def tune_noise_sensitivity(encoder: str | FrozenEncoder, images: Any, labels: Se
     d; 1 when all d are equal), ready for ``save_training_free(path, encoder=..., seed=..., **chosen)``;
     ``sweep`` one row ``{sigma, k, layer, auc}`` per setting, in the order swept (σ, then k, then layer). The first
     best setting wins a tie."""
+    seed = seed_of(seed)
     from sklearn.metrics import roc_auc_score
 
     encoder = clip_encoder(encoder)

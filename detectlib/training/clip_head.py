@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import CLASSES, Profile, get_paths, get_profile
+from ..config import CLASSES, Profile, get_paths, get_profile, seed_of
 from ..data.layout import SPLITS, DataDirs, LayoutError, dataset_dirs, split_samples
 from ..models.clip_head import ClipHeadDetector, p_ai_from_score, score_from_logit
 from ..models.encoders import FrozenEncoder
@@ -167,7 +167,7 @@ def train_clip_head(
     lr: float | None = None,
     dropout: float = 0.35,
     out_dir: Path | str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     profile: Profile | str | None = None,
     use_cache: bool = True,
     freeze: bool = True,
@@ -189,6 +189,7 @@ def train_clip_head(
     any model is built. Unreadable images are skipped with a warning each and a summary (``strict``: the first
     raises ``ImageLoadError``); a split left without an image of some class raises ``LayoutError``.
     """
+    seed = seed_of(seed)
     prof = get_profile(profile)
     samples = split_samples(data_dir, limit)
     import torch

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..config import seed_of
 from .checkpointing import EpochCheckpoints
 from .distributed import (
     all_gather_cat,
@@ -182,7 +183,7 @@ def fit(
     checkpoint_dir: Path | str | None = None,
     checkpoint_meta: Mapping[str, Any] | None = None,
     resume: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     weight_decay: float = 0.05,
@@ -199,6 +200,7 @@ def fit(
     (default: on) only applies on CUDA; the CPU stays in float32. Under ``torchrun`` the loaders are sharded
     across processes, metrics are summed over them, and only rank 0 prints and writes.
     """
+    seed = seed_of(seed)
     ctx = distributed_context()
     device = torch.device(device) if device is not None else (
         torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu"))

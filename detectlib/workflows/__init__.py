@@ -1,5 +1,5 @@
 """What a lesson or a command needs that trains *and* evaluates: the detectors notebooks 04 and 05 use
-(``detectors``), transfer across generators (``transfer``), the embedding of a whole dataset (``embedding``), and
+(``detectors``), comparisons repeated over seeds (``seeded``), transfer across generators (``transfer``), the embedding of a whole dataset (``embedding``), and
 the speed measures of ``make bench`` (``bench``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["bench", "detectors", "embedding", "transfer", "wild_eval"],
+    submodules=["bench", "detectors", "embedding", "seeded", "transfer", "wild_eval"],
     submod_attrs={
         "bench": [
             "HEAD_EPOCH_VECTORS", "GOALS", "machine", "full_size_photos", "draft_decode_speedup",
@@ -25,6 +25,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "embedding": [
             "EmbedReport", "embed_dataset",
+        ],
+        "seeded": [
+            "SeededRuns", "run_name", "seed_dir", "train_over_seeds",
         ],
         "transfer": [
             "CrossGenerator", "cross_generator_matrix", "LeaveGeneratorsOut", "read_content_control",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import AI_INDEX, Profile, get_paths, get_profile
+from ..config import AI_INDEX, Profile, get_paths, get_profile, seed_of
 from ..data.layout import LayoutError, discover_generators
 from ..evaluation import metrics
 from ..labels import DEFAULT_THRESHOLD
@@ -169,7 +169,7 @@ def leave_generators_out(
     held_out: float = 0.3,
     epochs: int | None = None,
     lr: float = 1e-3,
-    seed: int = 0,
+    seed: int | None = None,
     perturb: Callable[[Image.Image], Image.Image] | None = None,
 ) -> LeaveGeneratorsOut:
     """The field's test of generalisation, on real generators: for each of ``repeats`` random splits, hold out a
@@ -185,6 +185,7 @@ def leave_generators_out(
     is ``Perturbation("downscale", 0.125)``: at 28 px no generation trace survives, only what the picture shows;
     an AUC that stays as high there was earned by content (portraits against landscapes), not by detection.
     """
+    seed = seed_of(seed)
     from ..data.wild import load_wild
     from ..models.encoders import FrozenEncoder, make_encoder
     from ..models.features import embed_samples

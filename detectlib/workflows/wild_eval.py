@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Profile, get_paths, get_profile
+from ..config import Profile, get_paths, get_profile, seed_of
 from ..data.images import load_image
 from ..data.wild import load_wild
 from ..evaluation import wild_report
@@ -46,12 +46,13 @@ class TrainingFreeTuning:
 
 def tune_training_free(wild_dir: Path | str, profile: Profile | str | None = None, *, encoder: str | None = None,
                        sigmas: Sequence[float] = SIGMAS, draws: Sequence[int] = DRAWS,
-                       layers: Sequence[int | str] = LAYERS, seed: int = 0, max_images: int | None = None,
+                       layers: Sequence[int | str] = LAYERS, seed: int | None = None, max_images: int | None = None,
                        out: Path | None = None) -> TrainingFreeTuning:
     """Tune the noise-sensitivity detector (RIGID) on WILD's ``val`` groups and write its file.
 
     Only validation groups are read, so the ``test`` groups the lessons report stay unseen by every choice.
     ``max_images`` caps them per class (a seeded spread), because each setting costs a forward per image."""
+    seed = seed_of(seed)
     import numpy as np
 
     from ..models.encoders import make_encoder
@@ -109,9 +110,10 @@ class WildRun:
 
 def evaluate_on_wild(detectors: Mapping[str, Detector], checkpoints: Mapping[str, Path],
                      thresholds: Mapping[str, float], wild_dir: Path | str, *, split: str = "test",
-                     content_control: bool = True, seed: int = 0) -> WildRun:
+                     content_control: bool = True, seed: int | None = None) -> WildRun:
     """Score every detector on WILD's ``split`` groups, and again on the same images shrunk to 1/8 (the content
     control); one ``wild.json`` entry each, at the threshold the detector uses (``thresholds``, default 0.5)."""
+    seed = seed_of(seed)
     shrink = Perturbation("downscale", wild_report.CONTENT_CONTROL_FACTOR)
     scores, content, entries = {}, {}, []
     for name, detector in detectors.items():
@@ -140,9 +142,10 @@ def noise_drift(detector: Detector, images: Mapping[str, Sequence[Path]],
 
 
 def wild_robustness(detectors: Mapping[str, Detector], wild_dir: Path | str, perturbations: Sequence[Perturbation],
-                    *, per_class: int = 30, split: str = "test", seed: int = 0) -> list[dict]:
+                    *, per_class: int = 30, split: str = "test", seed: int | None = None) -> list[dict]:
     """AUC of each detector under each everyday edit, on a seeded sample of ``per_class`` images per class of
     WILD's ``split`` groups (the same images for every detector and edit): ``robustness_sweep``'s rows, on WILD."""
+    seed = seed_of(seed)
     import numpy as np
 
     from ..evaluation import metrics

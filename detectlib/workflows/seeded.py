@@ -1,0 +1,96 @@
+"""The lessons' comparisons run over several seeds: train each arm once per seed, then judge with
+``evaluation.verdicts`` so that a word ("over-fits", "pretrained ahead") is printed only when the seeds agree.
+
+The first seed's runs go where a single run would (``out_dirs[arm]``), so later lessons find the checkpoint they
+always used; the other seeds' runs sit beside it (``<out_dir>_seed<N>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Profile, get_profile
+from ..evaluation.verdicts import Repeated, compare_arms, repeat
+from ..training.convnext import TrainResult, fit_kind, train_convnext
+
+
+@dataclass
+class SeededRuns:
+    """``results[arm][seed]``: one training run per arm and seed, all on the same data."""
+
+    seeds: tuple[int, ...]
+    results: dict[str, dict[int, TrainResult]]
+
+    def first(self, arm: str) -> TrainResult:
+        """The run of the first seed: the one a lesson shows curves of and later lessons load."""
+        return self.results[arm][self.seeds[0]]
+
+    def last(self, arm: str, key: str = "val_acc") -> list[float]:
+        """``key`` at each seed's last epoch."""
+        return [float(self.results[arm][s].history.epochs[-1][key]) for s in self.seeds]
+
+    def checkpoints(self) -> dict[str, Path]:
+        """``"<arm>, seed <N>"`` -> that run's ``best.pth``: what ``compare_detectors`` scores."""
+        return {run_name(arm, s): r.best_checkpoint for arm, runs in self.results.items() for s, r in runs.items()}
+
+    def fit(self, arm: str) -> Repeated:
+        """``fit_kind`` of each seed's run, resting on its last-epoch gap (training minus validation accuracy)."""
+        def judge(seed: int) -> tuple[str, float]:
+            history = self.results[arm][seed].history
+            last = history.epochs[-1]
+            return fit_kind(history), last["train_acc"] - last["val_acc"]
+
+        return repeat(judge, self.seeds, f"{arm}: fit", unit="train − val accuracy")
+
+    def compare(self, a: str, b: str, values: str | Mapping[str, float] = "val_acc", *, margin: float = 0.0,
+                unit: str | None = None) -> Repeated:
+        """Is ``a`` ahead of ``b``, seed by seed? ``values`` is a history key read at the last epoch, or a mapping
+        from ``run_name(arm, seed)`` to a number measured elsewhere (a row of ``compare_detectors``)."""
+        if isinstance(values, str):
+            pair = self.last(a, values), self.last(b, values)
+            unit = unit or f"{values} difference"
+        else:
+            pair = tuple([float(values[run_name(arm, s)]) for s in self.seeds] for arm in (a, b))
+            unit = unit or "difference"
+        return compare_arms(pair[0], pair[1], (a, b), self.seeds, margin=margin, unit=unit)
+
+    def table(self, key: str = "val_acc", digits: int = 3) -> list[dict]:
+        """One row per arm: ``key`` at the last epoch for every seed, then mean and spread."""
+        import numpy as np
+
+        rows = []
+        for arm in self.results:
+            values = self.last(arm, key)
+            rows.append({"arm": arm, **{f"seed {s}": round(v, digits) for s, v in zip(self.seeds, values, strict=True)},
+                         "mean": round(float(np.mean(values)), digits),
+                         "spread": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, digits)})
+        return rows
+
+
+def run_name(arm: str, seed: int) -> str:
+    return f"{arm}, seed {seed}"
+
+
+def seed_dir(out_dir: Path, seed: int, first: int) -> Path:
+    """Where one seed's run goes: ``out_dir`` itself for the first seed, a sibling for the others."""
+    return out_dir if seed == first else out_dir.with_name(f"{out_dir.name}_seed{seed}")
+
+
+def train_over_seeds(arms: Mapping[str, Mapping[str, Any]], data_dir: Path | str, seeds: Sequence[int],
+                     out_dirs: Mapping[str, Path | str], *, profile: Profile | str | None = None,
+                     train: Callable[..., TrainResult] = train_convnext, **common: Any) -> SeededRuns:
+    """Train every arm (its own keyword arguments over ``common``) once per seed with ``train``; figures of each
+    run go to its checkpoint folder's ``figures`` (``figures_dir`` in ``common`` overrides)."""
+    profile = get_profile(profile)
+    seeds = tuple(seeds)
+    results: dict[str, dict[int, TrainResult]] = {}
+    for arm, settings in arms.items():
+        results[arm] = {}
+        for seed in seeds:
+            out = seed_dir(Path(out_dirs[arm]), seed, seeds[0])
+            kwargs = {"figures_dir": out / "figures", "progress": False, **common, **settings}
+            results[arm][seed] = train(data_dir, profile=profile, seed=seed, out_dir=out, **kwargs)
+    return SeededRuns(seeds, results)

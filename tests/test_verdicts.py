@@ -1,0 +1,86 @@
+"""Verdicts over seeds: one switch sets the seed, a word is said only when the seeds agree, and the lessons'
+comparison code gives, on two different base seeds, either the same word or an "unstable" note."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from builders import make_tree
+
+from detectlib import config
+from detectlib.config import get_profile
+from detectlib.evaluation.verdicts import UNSTABLE, Repeated, compare_arms, repeat
+from detectlib.workflows.seeded import run_name, seed_dir, train_over_seeds
+
+SMOKE = get_profile("smoke")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_one_switch_sets_the_seed(monkeypatch):
+    monkeypatch.delenv(config.SEED_ENV, raising=False)
+    assert config.seed_of(None) == 0 and config.seed_of(7) == 7
+    monkeypatch.setenv(config.SEED_ENV, "3")
+    assert config.seed_of(None) == 3 and config.seed_of(5) == 5  # an explicit seed still wins
+    assert config.seeds(3) == (3, 4, 5) and config.seeds(2, base=10) == (10, 11)
+    monkeypatch.setenv(config.SEED_ENV, "one")
+    with pytest.raises(ValueError, match="DETECTLIB_SEED"):
+        config.seed_of(None)
+
+
+def test_a_word_is_said_only_when_every_seed_agrees():
+    agreed = Repeated("fit", (0, 1, 2), ("over-fits",) * 3, (0.3, 0.25, 0.35), "gap")
+    assert agreed.stable and agreed.verdict == "over-fits"
+    assert agreed.mean == pytest.approx(0.3) and agreed.spread == pytest.approx(0.05)
+    assert agreed.describe().startswith("fit: over-fits (gap 0.300 ± 0.050 over seeds 0, 1, 2: 0.300, 0.250, 0.350)")
+    split = Repeated("fit", (0, 1, 2), ("fits", "over-fits", "over-fits"), (0.05, 0.2, 0.3))
+    assert not split.stable and split.verdict == f"{UNSTABLE}: 2 of 3 seeds say over-fits"
+    tie = Repeated("fit", (4, 5), ("fits", "over-fits"), (0.0, 0.2))
+    assert tie.verdict == f"{UNSTABLE}: 1 of 2 seeds say fits"  # a tie names the first seed's word
+    with pytest.raises(ValueError, match="one word and one value per seed"):
+        Repeated("fit", (0, 1), ("fits",), (0.1,))
+
+
+def test_repeat_calls_the_judge_once_per_seed():
+    seen = []
+
+    def judge(seed: int) -> tuple[str, float]:
+        seen.append(seed)
+        return ("above" if seed % 2 else "below"), seed / 10
+
+    result = repeat(judge, (1, 2, 3), "parity")
+    assert seen == [1, 2, 3] and result.words == ("above", "below", "above") and result.values == (0.1, 0.2, 0.3)
+
+
+def test_compare_arms_pairs_seeds_and_respects_the_margin():
+    ahead = compare_arms([0.9, 0.8, 0.85], [0.7, 0.75, 0.8], ("pretrained", "scratch"), (0, 1, 2))
+    assert ahead.verdict == "pretrained ahead" and ahead.values == pytest.approx((0.2, 0.05, 0.05))
+    close = compare_arms([0.9, 0.8, 0.85], [0.7, 0.75, 0.8], ("pretrained", "scratch"), (0, 1, 2), margin=0.1)
+    assert close.verdict == f"{UNSTABLE}: 2 of 3 seeds say within 0.1"
+    behind = compare_arms([0.5], [0.6], ("a", "b"), (0,))
+    assert behind.verdict == "b ahead" and behind.spread == 0.0
+    with pytest.raises(ValueError, match="one value per arm and seed"):
+        compare_arms([0.5], [0.6, 0.7], ("a", "b"), (0, 1))
+
+
+def test_the_first_seed_keeps_the_single_run_folder():
+    out = Path("models/residual")
+    assert seed_dir(out, 4, first=4) == out and seed_dir(out, 5, first=4) == Path("models/residual_seed5")
+
+
+def _fit_verdicts(tree: Path, out: Path, base: int) -> tuple[str, str]:
+    runs = train_over_seeds({"a": {}, "b": {"lr": 1e-2}}, tree, config.seeds(2, base=base),
+                            {"a": out / "a", "b": out / "b"}, profile=SMOKE, epochs=1, batch_size=8)
+    assert set(runs.checkpoints()) == {run_name(arm, s) for arm in "ab" for s in runs.seeds}
+    assert all(path.is_file() for path in runs.checkpoints().values())
+    return runs.fit("a").verdict, runs.compare("a", "b").verdict
+
+
+def test_the_lessons_verdict_code_agrees_across_base_seeds_or_says_unstable(tmp_path):
+    tree = make_tree(tmp_path / "data" / "GEN", n_train=6, size=32)
+    first = _fit_verdicts(tree, tmp_path / "s0", base=0)
+    again = _fit_verdicts(tree, tmp_path / "s0-again", base=0)
+    assert first == again  # the same seeds repeat exactly
+    other = _fit_verdicts(tree, tmp_path / "s1", base=1)
+    for one, two in zip(first, other, strict=True):
+        assert one == two or UNSTABLE in (one.split(":")[0], two.split(":")[0]), (one, two)
