@@ -84,3 +84,21 @@ def test_the_lessons_verdict_code_agrees_across_base_seeds_or_says_unstable(tmp_
     other = _fit_verdicts(tree, tmp_path / "s1", base=1)
     for one, two in zip(first, other, strict=True):
         assert one == two or UNSTABLE in (one.split(":")[0], two.split(":")[0]), (one, two)
+
+
+def test_a_run_stuck_at_the_loss_of_a_coin_learned_nothing():
+    from detectlib.training.loop import History
+
+    stuck = History([{"epoch": 1, "train_loss": 0.70}, {"epoch": 2, "train_loss": 0.6935}])
+    learning = History([{"epoch": 1, "train_loss": 0.69}, {"epoch": 2, "train_loss": 0.41}])
+    assert stuck.learned_nothing() and not learning.learned_nothing()
+
+
+def test_seed_runs_finds_every_seed_an_arm_left(tmp_path):
+    from detectlib.workflows.seeded import seed_runs
+
+    tree = make_tree(tmp_path / "data" / "GEN", n_train=4, size=32)
+    train_over_seeds({"a": {}}, tree, (5, 6), {"a": tmp_path / "m" / "a"}, profile=SMOKE, epochs=1)
+    assert seed_runs(tmp_path / "m" / "a") == {5: tmp_path / "m" / "a" / "best.pth",
+                                               6: tmp_path / "m" / "a_seed6" / "best.pth"}
+    assert seed_runs(tmp_path / "m" / "nothing") == {}

@@ -9,6 +9,7 @@ and DDP under ``torchrun`` (``distributed``).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +68,12 @@ class History:
         if not self.epochs:
             raise ValueError("no epoch recorded yet")
         return min(self.epochs, key=lambda row: _rank(row, key))
+
+    def learned_nothing(self, tolerance: float = 0.02) -> bool:
+        """True when the last epoch's training loss is still within ``tolerance`` of ln 2, the cross-entropy of
+        answering 50/50 for every image: the run found nothing to learn from its inputs (a degenerate baseline,
+        not evidence about what those inputs contain)."""
+        return abs(self.epochs[-1]["train_loss"] - math.log(2)) <= tolerance
 
 
 # ------------------------------------------------------------------------------------------------- fit

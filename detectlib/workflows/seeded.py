@@ -79,17 +79,39 @@ def seed_dir(out_dir: Path, seed: int, first: int) -> Path:
     return out_dir if seed == first else out_dir.with_name(f"{out_dir.name}_seed{seed}")
 
 
+def seed_runs(out_dir: Path | str) -> dict[int, Path]:
+    """The ``best.pth`` of every seed ``train_over_seeds`` left for one arm: ``out_dir`` (the first seed, whose
+    number its checkpoint records) and its ``<out_dir>_seed<N>`` siblings. What a later lesson reads to repeat a
+    verdict over the seeds an earlier one trained."""
+    from ..models.checkpoints import load_checkpoint
+
+    out_dir = Path(out_dir)
+    found = {}
+    if (out_dir / "best.pth").is_file():
+        found[int(load_checkpoint(out_dir / "best.pth").get("config", {}).get("seed", 0))] = out_dir / "best.pth"
+    for sibling in out_dir.parent.glob(f"{out_dir.name}_seed*"):
+        suffix = sibling.name.removeprefix(f"{out_dir.name}_seed")
+        if suffix.isdigit() and (sibling / "best.pth").is_file():
+            found[int(suffix)] = sibling / "best.pth"
+    return dict(sorted(found.items()))
+
+
 def train_over_seeds(arms: Mapping[str, Mapping[str, Any]], data_dir: Path | str, seeds: Sequence[int],
                      out_dirs: Mapping[str, Path | str], *, profile: Profile | str | None = None,
-                     train: Callable[..., TrainResult] = train_convnext, **common: Any) -> SeededRuns:
+                     train: Callable[..., TrainResult] = train_convnext,
+                     done: Mapping[str, TrainResult] | None = None, **common: Any) -> SeededRuns:
     """Train every arm (its own keyword arguments over ``common``) once per seed with ``train``; figures of each
-    run go to its checkpoint folder's ``figures`` (``figures_dir`` in ``common`` overrides)."""
+    run go to its checkpoint folder's ``figures`` (``figures_dir`` in ``common`` overrides). ``done`` gives an
+    arm's first-seed run already trained (the lesson's main run, shown epoch by epoch), so it is not trained twice."""
     profile = get_profile(profile)
     seeds = tuple(seeds)
     results: dict[str, dict[int, TrainResult]] = {}
     for arm, settings in arms.items():
         results[arm] = {}
         for seed in seeds:
+            if done and arm in done and seed == seeds[0]:
+                results[arm][seed] = done[arm]
+                continue
             out = seed_dir(Path(out_dirs[arm]), seed, seeds[0])
             kwargs = {"figures_dir": out / "figures", "progress": False, **common, **settings}
             results[arm][seed] = train(data_dir, profile=profile, seed=seed, out_dir=out, **kwargs)
