@@ -102,3 +102,26 @@ def test_seed_runs_finds_every_seed_an_arm_left(tmp_path):
     assert seed_runs(tmp_path / "m" / "a") == {5: tmp_path / "m" / "a" / "best.pth",
                                                6: tmp_path / "m" / "a_seed6" / "best.pth"}
     assert seed_runs(tmp_path / "m" / "nothing") == {}
+
+
+def test_judges_word_a_detector_and_repeat_over_its_seeds(tmp_path):
+    """The control judge reads the gap between two false-positive rates; the WILD judge the group-bootstrap
+    interval; judge_over_seeds loads each seed's checkpoint and collects the words."""
+    import shutil
+
+    from builders import constant_convnext
+
+    from detectlib.evaluation.reports import control_judge
+    from detectlib.models.detector import load_detector
+    from detectlib.workflows.seeded import judge_over_seeds
+
+    raw = tmp_path / "raw"
+    make_tree(raw / "GEN", n_train=2, n_val=4, size=32)
+    control = tmp_path / "control" / "val" / "nature"
+    shutil.copytree(raw / "GEN" / "val" / "nature", control)
+    judge = control_judge(raw, control.parent.parent)
+    flags_all = load_detector(constant_convnext(tmp_path / "all.pth", 0.9))
+    assert judge(flags_all) == ("flags upscaled photos no more often than plain ones", 0.0)
+    runs = {3: constant_convnext(tmp_path / "a.pth", 0.9), 4: constant_convnext(tmp_path / "b.pth", 0.1)}
+    repeated = judge_over_seeds(runs, judge, "constant", "FPR gap")
+    assert repeated.seeds == (3, 4) and repeated.verdict == "flags upscaled photos no more often than plain ones"

@@ -289,3 +289,8 @@ def test_compare_detectors_scores_validation_control_and_wild(wild_dir, tmp_path
     assert rows[0]["control fpr"] == 1.0 and rows[1]["control fpr"] == 0.0  # 0.9 flags every photo, 0.2 none
     assert all(r["val accuracy"] == 0.5 and r["wild verdict"].startswith("no better than chance") for r in rows)
     assert "control fpr" not in reports.compare_detectors(models, raw)[0]
+
+
+def test_wild_judge_words_the_test_groups_interval(wild_dir, tmp_path):
+    constant = load_detector(constant_convnext(tmp_path / "c.pth", 0.7))
+    assert reports.wild_judge(wild_dir)(constant) == ("no better than chance", 0.5)

@@ -23,7 +23,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "reports": [
             "trained_on", "TrainingData", "training_data", "per_generator_table", "split_val_test",
             "unchosen_scores", "honest_threshold", "threshold_report", "validation_threshold",
-            "compare_detectors", "auc_band", "describe_auc", "auc_in_words", "wild_table", "wild_generator_table",
+            "compare_detectors", "auc_band", "describe_auc", "auc_in_words", "CHANCE_WORDS", "wild_judge", "control_judge", "wild_table", "wild_generator_table",
         ],
         "robustness": [
             "Perturbation", "ROBUSTNESS_SWEEP", "robustness_sweep",

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +199,38 @@ def auc_in_words(auc: float, ci: Sequence[float], n_ai: int, n_real: int, n_grou
     if band == "below":
         return f"worse than chance: it ranks real photos as more AI-like than the fakes ({sentence})"
     return ("strong" if auc >= 0.9 else "useful" if auc >= 0.75 else "weak, but better than chance") + f" ({sentence})"
+
+
+CHANCE_WORDS = {"above": "better than chance", "chance": "no better than chance", "below": "worse than chance",
+                "unmeasurable": "not measurable"}
+
+
+def wild_judge(wild_dir: Path | str, split: str = "test") -> Callable[[Detector], tuple[str, float]]:
+    """A judge for ``verdicts.repeat``: one detector on WILD's ``split`` groups, in words (``CHANCE_WORDS``, from
+    the group-bootstrap interval) and its AUC."""
+    def judge(detector: Detector) -> tuple[str, float]:
+        wild = score_wild(detector, wild_dir, split=split)
+        ci = metrics.group_bootstrap_ci(wild.scores.y_true, wild.scores.p_ai, wild.column("group"))
+        return CHANCE_WORDS[ci_band(ci)], metrics.roc_auc(wild.scores.y_true, wild.scores.p_ai)
+
+    return judge
+
+
+def control_judge(raw_root: Path | str, control: Path | str, margin: float = 0.05,
+                  threshold: float = DEFAULT_THRESHOLD) -> Callable[[Detector], tuple[str, float]]:
+    """A judge for ``verdicts.repeat``: does the detector flag the resampling control (real photos that were only
+    upscaled) more often than plain real validation photos? The value is the difference of the two false-positive
+    rates; within ``margin`` it says "no more often"."""
+    def judge(detector: Detector) -> tuple[str, float]:
+        c = score_control(detector, control)
+        val = Scores.pooled(list(score_generators(detector, raw_root).values()))
+        gap = metrics.rates_at(c.y_true, c.p_ai, threshold).fpr - metrics.rates_at(val.y_true, val.p_ai, threshold).fpr
+        word = ("flags upscaled photos more often than plain ones" if gap > margin else
+                "flags upscaled photos less often than plain ones" if gap < -margin else
+                "flags upscaled photos no more often than plain ones")
+        return word, gap
+
+    return judge
 
 
 def wild_table(wild: Mapping[str, WildScores], thresholds: Mapping[str, float]) -> list[dict]:

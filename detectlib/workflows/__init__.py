@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "EmbedReport", "embed_dataset",
         ],
         "seeded": [
-            "SeededRuns", "run_name", "seed_dir", "seed_runs", "train_over_seeds",
+            "SeededRuns", "run_name", "seed_dir", "seed_runs", "judge_over_seeds", "train_over_seeds",
         ],
         "transfer": [
             "CrossGenerator", "cross_generator_matrix", "LeaveGeneratorsOut", "read_content_control",

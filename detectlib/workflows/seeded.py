@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import Profile, get_profile
 from ..evaluation.verdicts import Repeated, compare_arms, repeat
+from ..models.detector import Detector, load_detector
 from ..training.convnext import TrainResult, fit_kind, train_convnext
 
 
@@ -94,6 +95,12 @@ def seed_runs(out_dir: Path | str) -> dict[int, Path]:
         if suffix.isdigit() and (sibling / "best.pth").is_file():
             found[int(suffix)] = sibling / "best.pth"
     return dict(sorted(found.items()))
+
+
+def judge_over_seeds(runs: Mapping[int, Path], judge: Callable[[Detector], tuple[str, float]], name: str,
+                     unit: str = "") -> Repeated:
+    """One verdict (a ``reports.wild_judge`` or ``control_judge``) on every seed's checkpoint of one arm."""
+    return repeat(lambda seed: judge(load_detector(runs[seed])), tuple(runs), name, unit)
 
 
 def train_over_seeds(arms: Mapping[str, Mapping[str, Any]], data_dir: Path | str, seeds: Sequence[int],
