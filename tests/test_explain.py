@@ -100,6 +100,44 @@ def test_compare_cam_methods_puts_ours_first_and_agrees_with_gradcam(convnext, i
     assert min(correlations(maps["ours"], maps["GradCAM"])) >= 0.99
 
 
+def test_method_agreement_reads_pearson_spearman_and_sign_from_the_maps():
+    rng = np.random.default_rng(0)
+    ours = rng.random((4, 8, 8))
+    squashed = ours**3  # same ranking, other values: Spearman 1, Pearson below
+    maps = {"ours": ours, "GradCAM": ours, "XGradCAM": squashed, "EigenCAM": 1 - ours,
+            "LayerCAM": np.concatenate([ours[:1], 1 - ours[1:]]), "Flat": np.zeros_like(ours)}
+    table = explain.cam.method_agreement(maps)
+    assert list(table) == ["GradCAM", "XGradCAM", "EigenCAM", "LayerCAM", "Flat"]
+    assert table["GradCAM"] == pytest.approx({"pearson": 1.0, "spearman": 1.0, "negative": 0.0})
+    assert table["XGradCAM"]["spearman"] == pytest.approx(1.0) and table["XGradCAM"]["pearson"] < 0.99
+    assert table["EigenCAM"] == pytest.approx({"pearson": -1.0, "spearman": -1.0, "negative": 1.0})
+    assert table["LayerCAM"]["pearson"] == pytest.approx(-0.5) and table["LayerCAM"]["negative"] == 0.75
+    assert np.isnan(table["Flat"]["pearson"])
+    assert explain.agreement(maps) == pytest.approx({n: row["pearson"] for n, row in table.items()}, nan_ok=True)
+
+    activations = torch.tensor([[-1.0, 2.0], [3.0, -4.0]])  # negative at half the values
+    words = explain.cam.explain_disagreement(table, activations).splitlines()
+    assert words[0].startswith("GradCAM: agrees (Pearson +1.00, Spearman +1.00, negative on 0% of the images)")
+    assert words[2].startswith("EigenCAM: anti-correlated (Pearson -1.00") and "no gradient" in words[2]
+    assert words[3].startswith("LayerCAM: anti-correlated (Pearson -0.50") and "negative on 75%" in words[3]
+    assert words[4] == "Flat: no correlation (flat maps)"
+    assert words[5].startswith("The layer's activations are negative at 50% of their values: LayerCAM treat")
+    assert "sign is arbitrary" in words[6]
+    quiet = explain.cam.explain_disagreement({"GradCAM": table["GradCAM"]}, torch.ones(2, 2)).splitlines()
+    assert quiet[-1] == "The layer's activations are negative at 0% of their values."
+
+
+def test_method_agreement_on_a_tiny_convnext(convnext, images):
+    maps = explain.compare_cam_methods(convnext, images, methods=("GradCAM", "LayerCAM", "EigenCAM"))
+    table = explain.cam.method_agreement(maps)
+    assert set(table) == {"GradCAM", "LayerCAM", "EigenCAM"}
+    assert table["GradCAM"]["pearson"] >= 0.99 and table["GradCAM"]["spearman"] >= 0.9
+    assert all(-1 <= value <= 1 for row in table.values() for value in row.values())
+    activations = explain.explain(convnext, images).result.activations
+    words = explain.cam.explain_disagreement(table, activations)
+    assert words.splitlines()[0].startswith("GradCAM: agrees") and "activations are negative at" in words
+
+
 # ------------------------------------------------------------------------------------- shapes, layers
 
 
@@ -219,35 +257,96 @@ class CornerModel(nn.Module):
         return torch.stack([energy - 2.0, torch.zeros_like(energy)], dim=1)  # (ai, nature) logits
 
 
-def test_deletion_check_finds_the_planted_corner():
+def corner_case(n: int = 20) -> tuple[CornerModel, torch.Tensor, torch.Tensor]:
+    """The planted model, ``n`` random images and their Grad-CAM maps (hot in the top-left corner only)."""
     torch.manual_seed(0)
     model = CornerModel().eval()
-    inputs = torch.rand(1, 3, 32, 32)
-    result = explain.grad_cam(model, model.gate, inputs, lambda scores: scores[:, 0])
-    cam = result.cam[0]
-    assert cam[:8, :8].max() == 1 and cam[8:].max() == 0 and cam[:, 8:].max() == 0  # only the corner is hot
-    p_ai = lambda x: model(x).softmax(dim=1)[:, 0]  # noqa: E731
+    inputs = torch.rand(n, 3, 32, 32)
+    return model, inputs, explain.grad_cam(model, model.gate, inputs, lambda scores: scores[:, 0]).cam
+
+
+def corner_p_ai(model: CornerModel):
+    return lambda x: model(x).softmax(dim=1)[:, 0]
+
+
+def test_deletion_check_finds_the_planted_corner():
+    model, inputs, cams = corner_case()
+    assert cams[:, :8, :8].amax() == 1 and cams[:, 8:].max() == 0 and cams[:, :, 8:].max() == 0  # the corner only
     for fill in ("mean", "blur"):
-        check = explain.deletion_check(p_ai, inputs, cam, k=1 / 16, draws=6, fill=fill)
-        assert check.p_original > 0.5  # the corner's texture reads as "ai"
-        assert check.drop_hot > 0.3
-        assert abs(check.drop_random) < 0.02
-        assert check.drop_hot > check.drop_random + 0.3
+        check = explain.deletion_check(corner_p_ai(model), inputs, cams, k=1 / 16, draws=4, fill=fill)
+        assert len(check) == 20 and check.draws == 4 and check.target == "ai"
+        assert all(r.p_original > 0.5 and r.drop_hot > 0.3 and abs(r.drop_random) < 0.02 for r in check.values())
+        assert check.wins == 20 and check.p_value < 1e-10 and check.median_margin > 1.0
+        assert check.verdict == "faithful" and explain.deletion_faithful(check)
+        assert check.describe().startswith("faithful") and "in 20 of 20 images, chance 4.0" in check.describe()
 
 
-def test_deletion_check_returns_the_documented_numbers(convnext, images):
-    result = explain.explain(convnext, images[:1])
-    probability = explain.probability(convnext, "ai")
-    check = explain.deletion_check(probability, result.inputs, result.cams[0], k=0.2, draws=5, seed=3)
-    assert len(check.random_drops) == 5
-    assert check.p_original == pytest.approx(float(result.p_ai[0]), abs=1e-5)
-    assert check.drop_hot == pytest.approx(check.p_original - check.p_hot)
-    assert check.p_random == pytest.approx(check.p_original - np.mean(check.random_drops), abs=1e-6)
-    assert check.as_dict()["drop_random"] == check.drop_random
-    again = explain.deletion_check(probability, result.inputs, result.cams[0], k=0.2, draws=5, seed=3)
-    assert again == check
+def test_a_map_pointing_away_from_the_evidence_is_decoration():
+    model, inputs, cams = corner_case()
+    elsewhere = cams.flip(1, 2)  # hot in the bottom-right corner, which the model never reads
+    check = explain.deletion_check(corner_p_ai(model), inputs, elsewhere, k=1 / 16, draws=4)
+    assert check.wins == 0 and check.p_value == 1.0 and check.verdict == "decoration"
+    assert explain.deletion_verdict(check).startswith("decoration")
+
+
+def test_deletion_check_is_seeded_and_batching_does_not_change_it():
+    model, inputs, cams = corner_case(7)
+    names = [f"img{i}" for i in range(7)]
+    check = explain.deletion_check(corner_p_ai(model), inputs, cams, names, k=0.2, draws=3, seed=3)
+    assert list(check) == names and all(len(r.random_drops) == 3 for r in check.values())
+    small = explain.deletion_check(corner_p_ai(model), inputs, cams, names, k=0.2, draws=3, seed=3, batch_size=5)
+    for name in names:
+        assert small[name].random_drops == pytest.approx(check[name].random_drops, abs=1e-6)
+        assert small[name].p_hot == pytest.approx(check[name].p_hot, abs=1e-6)
+    one = explain.deletion_check(corner_p_ai(model), inputs[0], cams[0], k=0.2, draws=3, seed=3)  # one image
+    assert list(one) == ["0"] and one["0"].p_original == pytest.approx(check["img0"].p_original, abs=1e-6)
     with pytest.raises(ValueError, match="unknown fill"):
-        explain.deletion_check(probability, result.inputs, result.cams[0], fill="zeros")
+        explain.deletion_check(corner_p_ai(model), inputs, cams, fill="zeros")
+    with pytest.raises(ValueError, match="7 images but 6 heatmaps"):
+        explain.deletion_check(corner_p_ai(model), inputs, cams[:6])
+
+
+def test_deletion_checks_use_the_maps_the_figure_shows(convnext):
+    images = noise_images(6, seed=1)
+    shown = explain.explain(convnext, images, target="ai")
+    check = explain.deletion_checks(convnext, shown, [f"n{i}" for i in range(6)], k=0.2, draws=3)
+    again = explain.deletion_checks(convnext, images, [f"n{i}" for i in range(6)], k=0.2, draws=3)  # explained here
+    assert check.target == "ai" and check == again
+    for name, p_ai in zip(check, shown.p_ai, strict=True):
+        assert check[name].p_original == pytest.approx(float(p_ai), abs=1e-5)
+        row = check[name].as_dict()
+        assert row["drop_random"] == check[name].drop_random and row["wins"] == check[name].wins
+    assert check.verdict in ("faithful", "decoration", "unclear") and check.describe().startswith(check.verdict)
+    nature = explain.deletion_checks(convnext, images, k=0.2, draws=3, target="nature")
+    assert nature.target == "nature" and nature["0"].p_original == pytest.approx(1 - check["n0"].p_original, abs=1e-5)
+    with pytest.raises(ValueError, match="maps are of 'ai', not 'nature'"):
+        explain.deletion_checks(convnext, shown, target="nature")
+
+
+def check_of(margins: list[tuple[float, float]], draws: int = 4, **rule) -> explain.deletion.DeletionCheck:
+    """A check from (hot drop, best random drop) pairs of p(ai), all from p = 0.5 (the other randoms drop 0)."""
+    def result(hot: float, random: float) -> explain.DeletionResult:
+        drops = (random, *[0.0] * (draws - 1))
+        return explain.DeletionResult(0.1, "mean", 0.5, 0.5 - hot, 0.5 - float(np.mean(drops)), drops)
+
+    return explain.deletion.DeletionCheck({f"img{i}": result(*m) for i, m in enumerate(margins)}, "ai", **rule)
+
+
+def test_the_deletion_rule_needs_a_majority_beyond_chance_and_a_real_effect():
+    faithful = check_of([(0.3, 0.05)] * 14 + [(0.0, 0.1)] * 6)  # 14 wins of 20, chance 4
+    assert faithful.wins == 14 and faithful.p_value < 1e-4 and faithful.verdict == "faithful"
+    line = faithful.describe()
+    assert "in 14 of 20 images, chance 4.0" in line and f"margin {faithful.median_margin:.3f}" in line
+    assert "60% of the images, p < 0.05 and a margin of 0.1" in line
+    tiny = check_of([(0.011, 0.01)] * 20)  # beats every random region each time, by a hair
+    assert tiny.wins == 20 and tiny.median_margin < 0.1 and tiny.verdict == "decoration"
+    minority = check_of([(0.3, 0.05)] * 9 + [(0.25, 0.3)] * 11)  # 9 wins of 20: beyond chance, not most
+    assert minority.p_value < 0.05 and minority.median_margin >= 0.1 and minority.verdict == "unclear"
+    chance = check_of([(0.3, 0.05)] * 4 + [(0.25, 0.3)] * 16)  # what chance alone gives
+    assert chance.p_value > 0.5 and chance.verdict == "decoration"
+    few = check_of([(0.3, 0.05)] * 2 + [(0.25, 0.3)])  # 2 of 3: a majority, but 3 images cannot rule out chance
+    assert few.p_value > 0.05 and few.verdict == "unclear"
+    assert check_of([(0.3, 0.05)] * 14 + [(0.0, 0.1)] * 6, majority=0.8).verdict == "unclear"
 
 
 def test_hottest_mask_takes_exactly_k_of_the_pixels():
@@ -266,16 +365,3 @@ def test_sample_images_take_generators_in_turn(tmp_path):
     picked = explain.sample_images(tmp_path, per_class=3)
     assert [p.name for p in picked["ai"]] == ["A0.png", "B0.png", "A1.png"]
     assert [p.parent.name for p in picked["nature"]] == ["nature"] * 3
-
-
-def test_deletion_verdict_follows_the_measured_drops():
-    def result(hot: float, random: float) -> explain.DeletionResult:
-        return explain.DeletionResult(0.1, "mean", 0.9, 0.9 - hot, 0.9 - random, (random,))
-
-    faithful = {f"img{i}": result(0.3, 0.05) for i in range(3)}
-    assert explain.deletion_verdict(faithful).startswith("faithful")
-    tiny = {f"img{i}": result(0.02, 0.01) for i in range(3)}  # beats random, but moves nothing
-    assert explain.deletion_verdict(tiny).startswith("decoration")
-    mixed = {"a": result(0.3, 0.05), "b": result(0.01, 0.2), "c": result(0.0, 0.1)}  # wins in 1 of 3 only
-    verdict = explain.deletion_verdict(mixed)
-    assert verdict.startswith("decoration") and "1 of 3 images" in verdict and "0.300" in verdict

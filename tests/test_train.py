@@ -205,15 +205,53 @@ def test_two_processes_under_torchrun_write_one_valid_checkpoint(tree, tmp_path)
     assert (tmp_path / "results" / "figures" / "loss_curve.png").is_file()
 
 
-def test_fit_verdict_reads_the_last_epoch():
-    def history(*rows):
-        return loop.History([{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": loss}
-                              for i, (t, v, loss) in enumerate(rows)])
+def history(*rows: tuple[float, float, float, float]) -> loop.History:
+    """A history from (train_acc, val_acc, train_loss, val_loss) per epoch."""
+    return loop.History([{"epoch": i + 1, "train_acc": ta, "val_acc": va, "train_loss": tl, "val_loss": vl}
+                         for i, (ta, va, tl, vl) in enumerate(rows)])
 
-    over = convnext.fit_verdict(history((0.7, 0.65, 0.6), (0.99, 0.7, 0.8)))
-    assert over.startswith("over-fitting") and "epoch 1 of 2 and rising after it" in over
-    stuck = convnext.fit_verdict(history((0.6, 0.58, 0.6), (0.71, 0.6, 0.7)))  # low, and validation got worse
-    assert stuck.startswith("under-fitting") and "0.71" in stuck and "more epochs alone would not help" in stuck
-    early = convnext.fit_verdict(history((0.6, 0.58, 0.7), (0.7, 0.68, 0.65)))
-    assert early.startswith("under-fitting") and "still falling at the last epoch" in early
-    assert convnext.fit_verdict(history((0.95, 0.92, 0.2))).startswith("fits and generalises")
+
+@pytest.mark.parametrize(("rows", "kind"), [
+    (((0.7, 0.65, 0.6, 0.6), (0.99, 0.7, 0.05, 0.8)), "over-fits"),  # high training accuracy, a large gap
+    (((0.6, 0.55, 0.7, 0.7), (0.7, 0.5, 0.6, 0.75)), "over-fits"),  # low training accuracy, but a large gap
+    (((0.9, 0.85, 0.4, 0.4), (0.95, 0.9, 0.05, 0.6)), "over-fits"),  # accuracies close, the loss curves parted
+    (((0.6, 0.58, 0.65, 0.6), (0.65, 0.6, 0.62, 0.7)), "under-fits"),  # low, small gap, losses barely apart
+    (((0.6, 0.58, 0.7, 0.7), (0.7, 0.68, 0.6, 0.65)), "under-fits"),  # low, small gap, still learning
+    (((0.9, 0.85, 0.3, 0.4), (0.95, 0.92, 0.2, 0.2)), "fits"),
+    (((0.9, 0.85, 0.3, 0.4), (0.92, 0.88, 0.4, 0.6)), "fits"),  # validation loss rose, but so did training loss
+])
+def test_fit_kind_reads_the_gap_first(rows, kind):
+    assert convnext.fit_kind(history(*rows)) == kind
+    assert convnext.fit_verdict(history(*rows)).startswith(kind.replace("-fits", "-fitting") if kind != "fits"
+                                                           else "fits and generalises")
+
+
+def test_fit_verdict_says_which_signal_decided():
+    gap = convnext.fit_verdict(history((0.6, 0.55, 0.7, 0.7), (0.7, 0.5, 0.65, 0.72)))
+    assert "a gap of 0.20" in gap and "epoch 1 of 2 and rising after it" in gap
+    parted = convnext.fit_verdict(history((0.9, 0.85, 0.4, 0.4), (0.95, 0.9, 0.05, 0.6)))
+    assert "a gap" not in parted
+    assert "rising after it (0.400 -> 0.600) while training loss kept falling (0.400 -> 0.050)" in parted
+    stuck = convnext.fit_verdict(history((0.6, 0.58, 0.65, 0.6), (0.65, 0.6, 0.62, 0.7)))
+    assert "0.65" in stuck and "more epochs alone would not help" in stuck
+    early = convnext.fit_verdict(history((0.6, 0.58, 0.7, 0.7), (0.7, 0.68, 0.6, 0.65)))
+    assert "still falling at the last epoch" in early
+    assert convnext.fit_kind(history((0.7, 0.62, 0.6, 0.7)), gap=0.05) == "over-fits"  # the thresholds are knobs
+
+
+def test_overfit_recipe_scales_with_the_profile():
+    demo = convnext.overfit_recipe("demo")
+    assert (demo.n_per_class, demo.epochs, demo.batch_size) == (10, 40, 8) and demo.lr == pytest.approx(3e-4)
+    assert demo.train_kwargs() == {"epochs": 40, "batch_size": 8, "lr": demo.lr}
+    smoke = convnext.overfit_recipe(SMOKE)
+    assert smoke.n_per_class == SMOKE.val_per_class and smoke.epochs == 8 * SMOKE.epochs
+    assert convnext.overfit_recipe("full").n_per_class == 10  # real data: the profile has no demo sizes
+
+
+def test_the_overfit_recipe_memorises_a_tiny_tree(tree, tmp_path):
+    """The smoke recipe's settings go straight into ``train_convnext`` and its 16 training images are learnt by
+    heart (this tree's task is easy, so validation loss falls too; on the demo data it rises, see ``overfit_recipe``)."""
+    recipe = convnext.overfit_recipe(SMOKE)
+    result = run(tree, tmp_path, **recipe.train_kwargs())
+    assert len(result.history.epochs) == recipe.epochs
+    assert result.history.epochs[-1]["train_loss"] < 0.05 * result.history.epochs[0]["train_loss"]

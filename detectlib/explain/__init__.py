@@ -15,11 +15,12 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "DEFAULT_CONVNEXT_LAYER", "CONVNEXT_MARKER", "VIT_MARKER", "LayerError", "available_layers",
             "suggested_layers", "default_layer", "resolve_layer", "tokens_to_grid", "normalise",
             "CamResult", "grad_cam", "class_index", "probability", "Explanation", "explain",
-            "CAM_METHODS", "compare_cam_methods", "agreement", "heatmap_rgb", "overlay", "sample_images",
+            "CAM_METHODS", "compare_cam_methods", "CAM_METHOD_TRAITS", "ASSUME_NONNEGATIVE", "method_agreement",
+            "agreement", "explain_disagreement", "heatmap_rgb", "overlay", "sample_images",
         ],
         "deletion": [
-            "DeletionResult", "hottest_mask", "deletion_check", "deletion_checks", "deletion_faithful",
-            "deletion_verdict",
+            "DeletionResult", "DeletionCheck", "hottest_mask", "deletion_masks", "deletion_check", "deletion_checks",
+            "deletion_faithful", "deletion_verdict",
         ],
     },
 )

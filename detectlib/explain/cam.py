@@ -267,15 +267,86 @@ def compare_cam_methods(detector, images: Sequence[Image.Image], layer: str | No
     return maps
 
 
+# What each method computes: facts from the methods' papers and pytorch-grad-cam's code, no measured numbers.
+CAM_METHOD_TRAITS: dict[str, str] = {
+    "GradCAM": "uses the same rule as ours: gradients averaged over the grid weigh whole channels",
+    "GradCAMPlusPlus": "weighs each position's positive gradients with terms that divide by the activations' sum",
+    "HiResCAM": "multiplies gradients and activations position by position, without averaging",
+    "XGradCAM": "weighs gradients by the activations divided by their sum",
+    "LayerCAM": "keeps positive gradients times activations, position by position",
+    "EigenCAM": "uses no gradient: the activations' first principal component, the same map for either class",
+}
+
+
+# Methods whose weights multiply or divide by the activations as if they were ReLU outputs (>= 0).
+ASSUME_NONNEGATIVE = ("GradCAMPlusPlus", "XGradCAM", "LayerCAM")
+
+
+def method_agreement(maps: dict[str, np.ndarray], reference: str = "ours") -> dict[str, dict[str, float]]:
+    """``{method: {"pearson", "spearman", "negative"}}``: each method's heatmaps against ``reference``'s, as the
+    mean over images of the Pearson correlation (do the values agree?), of the Spearman one (do the rankings of
+    pixels agree? what a hottest-k region depends on), and the share of images where Pearson's r is below 0.
+    Flat maps (no spread, no correlation) are skipped; a method with none left gets NaN."""
+    from scipy.stats import rankdata
+
+    def correlations(a: np.ndarray, b: np.ndarray, rank: bool) -> list[float]:
+        pairs = [(x.ravel(), y.ravel()) for x, y in zip(a, b, strict=True) if x.std() and y.std()]
+        if rank:
+            pairs = [(rankdata(x), rankdata(y)) for x, y in pairs]
+        return [float(np.corrcoef(x, y)[0, 1]) for x, y in pairs]
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    table = {}
+    for name, cams in maps.items():
+        if name == reference:
+            continue
+        pearson = correlations(maps[reference], cams, rank=False)
+        table[name] = {"pearson": mean(pearson), "spearman": mean(correlations(maps[reference], cams, rank=True)),
+                       "negative": mean([float(r < 0) for r in pearson])}
+    return table
+
+
 def agreement(maps: dict[str, np.ndarray], reference: str = "ours") -> dict[str, float]:
     """Mean Pearson correlation, over images, of each method's heatmaps with ``reference``'s (flat maps skipped):
-    how far the CAM variants of ``compare_cam_methods`` agree."""
+    how far the CAM variants of ``compare_cam_methods`` agree (``method_agreement`` adds Spearman)."""
+    return {name: row["pearson"] for name, row in method_agreement(maps, reference).items()}
 
-    def mean_r(a: np.ndarray, b: np.ndarray) -> float:
-        rs = [np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True) if x.std() and y.std()]
-        return float(np.mean(rs)) if rs else float("nan")
 
-    return {name: mean_r(maps[reference], cams) for name, cams in maps.items() if name != reference}
+def explain_disagreement(table: dict[str, dict[str, float]], activations: torch.Tensor | np.ndarray | None = None,
+                         agree: float = 0.5) -> str:
+    """Why the CAM methods' maps disagree with Grad-CAM, in words read from ``method_agreement``'s numbers.
+
+    Each method is called agreeing (mean Pearson ``agree`` or more), partly agreeing, or anti-correlated (below 0:
+    its hottest pixels tend to be Grad-CAM's coldest, so the two cannot both be right about where the evidence
+    is), beside what it computes (``CAM_METHOD_TRAITS``). With the layer's ``activations`` (``Explanation.result
+    .activations``) it also says how often they are negative: Grad-CAM++, XGrad-CAM and LayerCAM were designed
+    for ReLU outputs, and a ConvNeXt's depthwise convolution has no ReLU after it, so their weights can flip sign.
+    """
+    lines = []
+    for name, row in table.items():
+        r, rho, negative = row["pearson"], row["spearman"], row["negative"]
+        if math.isnan(r):
+            lines.append(f"{name}: no correlation (flat maps)")
+            continue
+        word = "agrees" if r >= agree else ("anti-correlated" if r < 0 else "agrees only partly")
+        traits = CAM_METHOD_TRAITS.get(name, "")
+        lines.append(f"{name}: {word} (Pearson {r:+.2f}, Spearman {rho:+.2f}, negative on {negative:.0%} of the "
+                     f"images){'; it ' + traits if traits else ''}")
+    if activations is not None:
+        share = float((torch.as_tensor(np.asarray(activations)) < 0).float().mean())
+        flagged = [n for n in ASSUME_NONNEGATIVE if n in table and not math.isnan(table[n]["pearson"])
+                   and table[n]["pearson"] < agree]
+        lines.append(f"The layer's activations are negative at {share:.0%} of their values"
+                     + (f": {', '.join(flagged)} treat activations as if they were >= 0, so there their weights can "
+                        "change sign, one reason for the disagreement" if share > 0 and flagged else "."))
+    eigen = table.get("EigenCAM", {}).get("pearson", math.nan)
+    if eigen < agree:  # NaN compares False: nothing to explain
+        lines.append("EigenCAM does not look at the class: it shows what the layer responds to most, not the evidence "
+                     "for it" + ("; and a principal component's sign is arbitrary, so its map can be Grad-CAM's "
+                                 "turned inside out." if eigen < 0 else "."))
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- overlays

@@ -21,7 +21,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "convnext": [
             "PRELOAD_LIMIT_BYTES", "TrainResult", "make_loaders", "train_convnext", "fit_kind",
-            "fit_verdict", "comparison_table",
+            "fit_verdict", "OverfitRecipe", "overfit_recipe", "comparison_table",
         ],
         "distributed": [
             "DistContext", "distributed_context", "shard", "all_reduce_sum", "all_gather_cat",
