@@ -7,7 +7,10 @@ namespace, as a learner's notebook would, so what passes here passes there.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from detectlib import exercises
 from detectlib.exercises import build_dataset, core, evaluate, gradcam_explorer
 
 ROOT = Path(__file__).resolve().parents[1]
+TEACHER_SWITCH = "dl.exercises.teacher_mode(True)  # the solutions and measurements below are for teachers"
 QUESTIONS = [(lesson, q) for lesson in exercises.LESSONS.values() for q in lesson]
 IDS = [f"{lesson.notebook[:2]}-{q.label}" for lesson, q in QUESTIONS]
 
@@ -66,10 +70,34 @@ def lesson_runs(tmp_path_factory):
 PREDICTIONS = [(lesson, q) for lesson, q in QUESTIONS if q.measure is not None]
 
 
+@pytest.fixture(autouse=True)
+def _student_kernel(monkeypatch):
+    """Every test starts as a student's fresh kernel: teacher mode off, no prediction committed yet."""
+    monkeypatch.delenv("DETECTLIB_TEACHER", raising=False)
+    core._TEACHER_SWITCH.clear()
+    for _, question in PREDICTIONS:
+        question.checker.committed = None
+    yield
+    core._TEACHER_SWITCH.clear()
+
+
+def _solution_lines(code: str) -> list[str]:
+    """What would give a solution away: each statement of it, and the expression after its `=` or `return`, without
+    comments; imports, defs and docstrings are left out, and so are fragments too short to mean anything."""
+    lines = []
+    for line in code.splitlines():
+        line = line.split("  #")[0].strip()
+        if line.startswith(("#", "import ", "from ", "def ", '"""')):
+            continue
+        lines += [line, *(line.split(sep, 1)[1].strip() for sep in (" = ", "return ") if sep in line)]
+    return [line for line in lines if len(line) >= 6]
+
+
 @pytest.mark.parametrize(("lesson", "question"), QUESTIONS, ids=IDS)
 def test_the_reference_solution_passes_strictly(lesson, question, capsys, request, monkeypatch):
-    if question.measure is not None:  # a prediction reads the lesson's run
+    if question.measure is not None:  # a prediction reads the lesson's run, in teacher mode as the solutions do
         monkeypatch.setenv("DETECTLIB_ROOT", str(request.getfixturevalue("lesson_runs")))
+        exercises.teacher_mode(True)
     result, out = _check(capsys, lesson.notebook[:2], question.label, question.solution_code, strict=True)
     assert result and result.status == "correct"
     assert out.startswith(f"✅ {question.label}")
@@ -90,10 +118,49 @@ def test_a_check_without_the_answer_says_how_to_call_it(lesson, question, capsys
 
 @pytest.mark.parametrize(("lesson", "question"), QUESTIONS, ids=IDS)
 def test_hint_and_solution_print_without_running_anything(lesson, question, capsys):
+    exercises.teacher_mode(True)
     question.hint()
     question.solution()
     out = capsys.readouterr().out
     assert out.startswith("💡 Hint") and question.solution_code in out
+
+
+@pytest.mark.parametrize(("lesson", "question"), QUESTIONS, ids=IDS)
+def test_a_student_asking_for_the_solution_is_told_it_is_for_teachers(lesson, question, capsys):
+    question.solution()
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and question.solution_code not in out
+    assert "for teachers" in out and "teacher_mode(True)" in out and "DETECTLIB_TEACHER=1" in out
+
+
+@pytest.mark.parametrize(("lesson", "question"), PREDICTIONS, ids=[q.title for _, q in PREDICTIONS])
+def test_a_student_asking_for_the_measurement_is_told_it_is_for_teachers(lesson, question, tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))  # nothing measured there: the gate answers before reading
+    assert question.measured() is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "for teachers" in out and "teacher_mode(True)" in out
+
+
+def test_teacher_mode_follows_the_environment_unless_switched_by_a_call(monkeypatch, capsys):
+    question = evaluate.lesson04.q3
+    monkeypatch.setenv("DETECTLIB_TEACHER", "1")
+    question.solution()
+    assert question.solution_code in capsys.readouterr().out
+    exercises.teacher_mode(False)  # the call wins over the environment
+    question.solution()
+    assert question.solution_code not in capsys.readouterr().out
+    monkeypatch.delenv("DETECTLIB_TEACHER")
+    exercises.teacher_mode(True)
+    question.solution()
+    assert question.solution_code in capsys.readouterr().out and core.is_teacher()
+
+
+@pytest.mark.parametrize(("lesson", "question"), QUESTIONS, ids=IDS)
+def test_hint_2_points_to_the_tools_without_the_solution_code(lesson, question):
+    pointer = " ".join(question.hints[1].split())
+    given_away = [line for line in _solution_lines(question.solution_code) if " ".join(line.split()) in pointer]
+    assert not given_away, f"hint 2 of {question.label} holds solution code: {given_away}"
 
 
 @pytest.mark.parametrize(("lesson", "question"), QUESTIONS, ids=IDS)
@@ -110,10 +177,15 @@ def test_hints_come_in_two_tiers_an_idea_then_a_pointer(lesson, question, capsys
     assert question.solution_code not in question.hints[0]  # the idea is not the answer
 
 
-FUNCTION_QUESTIONS = [
-    ("01", "q2"), ("01", "q3"), ("01", "q4"), ("02", "q2"), ("02", "q4"), ("03", "q2"), ("03", "q3"), ("03", "q4"),
-    ("04", "q1"), ("04", "q2"), ("04", "q3"), ("04", "q4"), ("05", "q3"), ("05", "q4"),
-]
+FUNCTION_QUESTIONS = [(lesson.notebook[:2], q.label) for lesson, q in QUESTIONS
+                      if q.measure is None and q.answers[0] != "model"]
+
+
+def test_every_answer_but_a_prediction_or_a_model_is_a_function_checked_on_unseen_inputs():
+    """No number or name to type in: each answer is code, run by the check on inputs the learner never saw."""
+    typed = [(lesson.notebook[:2], name) for lesson, q in QUESTIONS if q.measure is None for name in q.answers
+             if name != "model" and f"def {name}(" not in q.solution_code]
+    assert typed == [("02", "val_transform")]  # a torchvision transform: an object the check calls on its images
 
 
 @pytest.mark.parametrize(("lesson", "label"), FUNCTION_QUESTIONS)
@@ -126,11 +198,13 @@ def test_a_learner_exception_is_explained_never_raised(lesson, label, capsys):
 
 
 # (lesson, question, a typical wrong answer, what the feedback must say)
+LEAK = "def leaking_photos(split):\n    return {}\n"
 WRONG = [
-    ("01", "q1", 'leaked = {n.split("_")[0] for n in patches["train"]} & {n.split("_")[0] for n in patches["val"]}',
+    ("01", "q1", LEAK.format('{n.split("_")[0] for n in split["train"]} & {n.split("_")[0] for n in split["val"]}'),
      "contain underscores themselves"),
-    ("01", "q1", 'leaked = set(patches["val"])', "give photo names"),
-    ("01", "q1", 'leaked = {n.rsplit("_", 1)[0] for n in patches["train"]}', "in train only"),
+    ("01", "q1", LEAK.format('set(split["val"])'), "give photo names"),
+    ("01", "q1", LEAK.format('{n.rsplit("_", 1)[0] for n in split["train"]}'), "in train only"),
+    ("01", "q1", LEAK.format("'chelsea'"), "set of photo names"),
     ("01", "q2", "def split_by_photo(files, val_photos):\n"
                  "    out = {'train': [], 'val': []}\n"
                  "    for f in files:\n"
@@ -165,23 +239,29 @@ WRONG = [
     ("02", "q2", "from torchvision import transforms as T\n"
                  "val_transform = T.Compose([T.Resize((IMG_SIZE, IMG_SIZE)), T.RandomHorizontalFlip(), T.ToTensor(), "
                  "T.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD)])", "deterministic"),
-    ("02", "q3", "n_trainable = sum(p.numel() for p in model.parameters())", "Every parameter still trains"),
-    ("02", "q3", "for n, p in model.named_parameters():\n    p.requires_grad = n.startswith('head.fc.')\n"
-                 "n_trainable = sum(1 for p in model.parameters() if p.requires_grad)", "*tensors*"),
-    ("02", "q3", "for p in model.parameters():\n    p.requires_grad = False\nn_trainable = 0", "Nothing trains"),
-    ("02", "q4", "def pick_best(rows):\n    return min(rows, key=lambda r: r['train_loss'])['epoch']\n"
-                 "overfit_from = 5", "lowest *training* loss"),
-    ("02", "q4", "def pick_best(rows):\n    return min(rows, key=lambda r: r['val_loss'])['epoch']\n"
-                 "overfit_from = 5", "lowest validation loss"),
-    ("02", "q4", "def pick_best(rows):\n    return max(rows, key=lambda r: r['val_acc'])['epoch']\n"
-                 "overfit_from = 5", "tie"),
-    ("02", "q4", "def pick_best(rows):\n    return 6\noverfit_from = 5", "history of 5 epochs"),
-    ("02", "q4", "def pick_best(rows):\n    return max(rows, key=lambda r: (r['val_acc'], -r['val_loss']))['epoch']\n"
-                 "overfit_from = 7", "rose earlier"),
-    ("02", "q4", "def pick_best(rows):\n    return max(rows, key=lambda r: (r['val_acc'], -r['val_loss']))['epoch']\n"
-                 "overfit_from = 6", "best checkpoint"),
-    ("03", "q1", "n_trained = sum(p.numel() for p in detector.parameters())", "frozen encoder too"),
-    ("03", "q1", "n_trained = detector.encoder.dim", "plus a bias"),
+    ("02", "q3", "FREEZE\ndef count_trainable(m):\n    return sum(p.numel() for p in m.parameters())\n",
+     "every parameter"),
+    ("02", "q3", "FREEZE\ndef count_trainable(m):\n    return sum(1 for p in m.parameters() if p.requires_grad)\n",
+     "*tensors*"),
+    ("02", "q3", "FREEZE\ndef count_trainable(m):\n"
+                 "    return sum(p.numel() for n, p in m.named_parameters() if p.requires_grad and 'weight' in n)\n",
+     "biases train too"),
+    ("02", "q3", "for p in model.parameters():\n    p.requires_grad = False\n"
+                 "def count_trainable(m):\n    return 0\n", "Nothing trains"),
+    ("02", "q4", "BEST\ndef pick_best(rows):\n    return min(rows, key=lambda r: r['train_loss'])['epoch']\n",
+     "lowest *training* loss"),
+    ("02", "q4", "BEST\ndef pick_best(rows):\n    return min(rows, key=lambda r: r['val_loss'])['epoch']\n",
+     "lowest validation loss"),
+    ("02", "q4", "BEST\ndef pick_best(rows):\n    return max(rows, key=lambda r: r['val_acc'])['epoch']\n", "tie"),
+    ("02", "q4", "BEST\ndef pick_best(rows):\n    return 6\n", "history of 5 epochs"),
+    ("02", "q4", "BEST\ndef overfit_start(rows):\n"
+                 "    return [b['epoch'] for a, b in zip(rows, rows[1:]) if b['val_loss'] > a['val_loss']][-1]\n",
+     "rose earlier"),
+    ("02", "q4", "BEST\ndef overfit_start(rows):\n"
+                 "    return max(rows, key=lambda r: (r['val_acc'], -r['val_loss']))['epoch']\n", "best checkpoint"),
+    ("03", "q1", "def probe_size(dim):\n    return dim\n", "plus a bias"),
+    ("03", "q1", "def probe_size(dim):\n    return 2\n", "*tensors*"),
+    ("03", "q1", "def probe_size(dim):\n    return 1025\n", "but the head trains"),
     ("03", "q2", "def image_key(path):\n    return str(path)\n", "another name"),
     ("03", "q2", "def image_key(path):\n    return path.stat().st_size\n", "stale embedding"),
     ("03", "q3", "def p_ai_from_score(score):\n    return (1 + score) / 2\n", "p(real)"),
@@ -198,32 +278,33 @@ WRONG = [
                  "((p < t) & (y == 1)).sum() / (y == 1).sum()\n", "percentage"),
     ("04", "q1", "def rates(y, p, t):\n    return ((p >= 0.5) & (y == 0)).sum() / (y == 0).sum(), "
                  "((p < 0.5) & (y == 1)).sum() / (y == 1).sum()\n", "threshold argument"),
-    ("04", "q2", "def youden_threshold(y, p):\n    return 0.5\ntest_tpr = test_tnr = 0.5", "the default"),
-    ("04", "q2", "import numpy as np\ndef youden_threshold(y, p):\n"
-                 "    return max(np.unique(p), key=lambda t: ((p >= t) & (y == 0)).mean() - ((p >= t) & (y == 1)).mean())\n"
-                 "r = dl.evaluation.rates_at(y_test, p_test, youden_threshold(y_test, p_test))\n"
-                 "test_tpr, test_tnr = r.tpr, r.tnr", "leak"),
-    ("04", "q2", "import numpy as np\ndef youden_threshold(y, p):\n"
-                 "    return max(np.unique(p), key=lambda t: ((p >= t) & (y == 0)).mean() - ((p >= t) & (y == 1)).mean())\n"
-                 "r = dl.evaluation.rates_at(y_val, p_val, youden_threshold(y_val, p_val))\n"
-                 "test_tpr, test_tnr = r.tpr, r.tnr", "*validation* rates"),
+    ("04", "q2", "def youden_threshold(y, p):\n    return 0.5\ndef test_rates(*a):\n    return 0.5, 0.5\n",
+     "the default"),
+    ("04", "q2", "RATES\ndef test_rates(y_val, p_val, y_test, p_test):\n"
+                 "    return rates(y_test, p_test, youden_threshold(y_test, p_test))\n", "leak"),
+    ("04", "q2", "RATES\ndef test_rates(y_val, p_val, y_test, p_test):\n"
+                 "    return rates(y_val, p_val, youden_threshold(y_val, p_val))\n", "*validation* rates"),
+    ("04", "q2", "RATES\ndef test_rates(y_val, p_val, y_test, p_test):\n"
+                 "    return rates(y_test, p_test, youden_threshold(y_val, p_val))[::-1]\n", "swapped"),
     ("04", "q3", "def auc_by_pairs(y, p):\n    f, r = p[y == 0][:, None], p[y == 1][None, :]\n"
                  "    return (r > f).mean() + (r == f).mean() / 2\n", "1 - AUC"),
     ("04", "q3", "def auc_by_pairs(y, p):\n"
                  "    return (p[y == 0][:, None] > p[y == 1][None, :]).mean()\n", "counted them as 0"),
-    ("04", "q4", "def off_diagonal_mean(auc):\n    return auc.mean()\nmost_general = 'GLIDE'", "whole matrix"),
-    ("04", "q4", "import numpy as np\ndef off_diagonal_mean(auc):\n    return np.diag(auc).mean()\nmost_general = 'GLIDE'", "diagonal's mean"),
-    ("04", "q4", "import numpy as np\ndef off_diagonal_mean(auc):\n    return auc[~np.eye(len(auc), dtype=bool)].mean()\n"
-                 "most_general = 'BigGAN'", "fingerprint"),
-    ("04", "q4", "import numpy as np\ndef off_diagonal_mean(auc):\n    return auc[~np.eye(len(auc), dtype=bool)].mean()\n"
-                 "most_general = 'ADM'", "*test* generator"),
-    ("04", "q4", "import numpy as np\ndef off_diagonal_mean(auc):\n    return auc[~np.eye(len(auc), dtype=bool)].mean()\n"
-                 "most_general = 2", "name"),
-    ("05", "q1", "weights = G.mean(dim=1)", "one per grid cell"),
-    ("05", "q1", "weights = G.sum(dim=(2, 3))", "don't sum"),
-    ("05", "q1", "weights = A.mean(dim=(2, 3))", "activations"),
-    ("05", "q2", "cam = (G.mean(dim=(2, 3))[:, :, None, None] * A).sum(dim=1)", "ReLU"),
-    ("05", "q2", "import torch\ncam = torch.relu(A.sum(dim=1))", "unweighted"),
+    ("04", "q4", "CROSS\ndef off_diagonal_mean(auc):\n    return auc.mean()\n", "whole matrix"),
+    ("04", "q4", "CROSS\ndef off_diagonal_mean(auc):\n    return np.diag(auc).mean()\n", "diagonal's mean"),
+    ("04", "q4", "CROSS\ndef most_general(auc, names):\n    return names[int(np.argmax(np.diag(auc)))]\n",
+     "fingerprint"),
+    ("04", "q4", "CROSS\ndef most_general(auc, names):\n"
+                 "    off = ~np.eye(len(auc), dtype=bool)\n"
+                 "    return names[int(np.argmax([auc[:, j][off[:, j]].mean() for j in range(len(auc))]))]\n",
+     "*test* generator"),
+    ("04", "q4", "CROSS\ndef most_general(auc, names):\n    return 2\n", "generator's name"),
+    ("05", "q1", "def channel_weights(G):\n    return G.mean(dim=1)\n", "one per grid cell"),
+    ("05", "q1", "def channel_weights(G):\n    return G.sum(dim=(2, 3))\n", "don't sum"),
+    ("05", "q2", "def raw_cam(A, G):\n    return (G.mean(dim=(2, 3))[:, :, None, None] * A).sum(dim=1)\n", "ReLU"),
+    ("05", "q2", "import torch\ndef raw_cam(A, G):\n    return torch.relu(A.sum(dim=1))\n", "unweighted"),
+    ("05", "q2", "import torch\ndef raw_cam(A, G):\n"
+                 "    return torch.relu((A.mean(dim=(2, 3))[:, :, None, None] * A).sum(dim=1))\n", "activations A"),
     ("05", "q3", "def minmax(m):\n    return (m - m.min()) / (m.max() - m.min())\n", "batch's min and max"),
     ("05", "q3", "def minmax(m):\n"
                  "    lo = m.amin(dim=(1, 2), keepdim=True)\n"
@@ -237,9 +318,27 @@ WRONG = [
 ]
 
 
+def _reference(lesson: str, label: str) -> str:
+    return getattr(getattr(exercises, f"lesson{lesson}"), label).solution_code
+
+
+# Placeholders in a wrong answer: the reference solution of the question (or of question 1) it builds on, so one
+# part of a two-part answer can be wrong alone.
+PARTS = {"FREEZE": [("02", "q3")], "BEST": [("02", "q4")], "RATES": [("04", "q1"), ("04", "q2")],
+         "CROSS": [("04", "q4")]}
+
+
+def _expand(code: str) -> str:
+    """``code`` with each placeholder word replaced by those reference solutions (the freeze loop of 02-q3 alone)."""
+    for word, parts in PARTS.items():
+        reference = "\n".join(_reference(lesson, label) for lesson, label in parts)
+        code = code.replace(word, reference.split("\n\ndef count_trainable")[0], 1)
+    return code
+
+
 @pytest.mark.parametrize(("lesson", "label", "code", "says"), WRONG, ids=[f"{w[0]}-{w[1]}-{w[3]}" for w in WRONG])
 def test_a_typical_mistake_gets_specific_feedback(lesson, label, code, says, capsys):
-    result, out = _check(capsys, lesson, label, code)
+    result, out = _check(capsys, lesson, label, _expand(code))
     assert result.status == "wrong" and not result
     assert out.startswith("❌") and says in out, out
 
@@ -249,7 +348,7 @@ def test_strict_mode_raises_unless_right_for_the_reference_section_under_nbval(c
     with pytest.raises(AssertionError, match="q4 .* not attempted"):
         question.check(..., ..., strict=True)
     with pytest.raises(AssertionError, match="q4 .* wrong: .*whole matrix"):
-        question.check(lambda auc: auc.mean(), "GLIDE", strict=True)
+        question.check(lambda auc: auc.mean(), lambda auc, names: names[0], strict=True)
     assert "❌" in capsys.readouterr().out
 
 
@@ -258,85 +357,233 @@ def test_every_question_has_a_typical_mistake_tested():
     assert tested == {(lesson.notebook[:2], q.label) for lesson, q in QUESTIONS if q.measure is None}
 
 
-# The library shortcut for each question that lists the functions it is checked against: the answer a learner
-# writes by calling the very function the checker compares with. Every one must fail, naming that function.
+# The shortcuts through a library: an answer that calls what the question forbids (the function the checker
+# compares with, a kit helper, private or not, that computes the same thing, or the scikit-learn / SciPy /
+# pytorch-grad-cam equivalent of what it asks to compute by hand). Each is (lesson, question, the answer with {f}
+# for the function and {extra} in its signature, the function's dotted name, the name the refusal gives); WAYS
+# reaches the function four ways, and every one must be refused, naming it.
 SHORTCUTS = [
-    ("01", "q3", "def formats_warn(ai, nature):\n    import tempfile, pathlib\n"
-                 "    return bool(dl.data.audit_dataset(pathlib.Path(tempfile.mkdtemp())).warnings)\n",
-     "dl.data.audit_dataset"),
-    ("01", "q4", "def block_ratio(grey):\n    return dl.data.blockiness(grey)\n", "dl.data.blockiness"),
-    ("02", "q2", "val_transform = dl.data.build_transforms(IMG_SIZE)['val']", "dl.data.ImageTransform.__call__"),
-    ("02", "q2", "def val_transform(image):\n    return dl.data.build_transforms(IMG_SIZE)['val'](image)\n",
-     "dl.data.build_transforms"),
-    ("02", "q4", "def pick_best(rows):\n    return dl.training.History(rows).best()['epoch']\noverfit_from = 5",
-     "dl.training.History.best"),
-    ("03", "q2", "def image_key(path):\n    return dl.models.file_digest(path)\n", "dl.models.file_digest"),
-    ("03", "q3", "import torch\nfrom builders import clip_detector\n"
-                 "def p_ai_from_score(score):\n"
-                 "    return clip_detector().p_ai(torch.as_tensor(score)).numpy()\n", "dl.models.Detector.p_ai"),
-    ("03", "q3", "def p_ai_from_score(score):\n    return dl.models.p_ai_from_score(score)\n",
+    ("01", "q3", "import pathlib, tempfile\ndef formats_warn(ai, nature{extra}):\n"
+                 "    return bool({f}(pathlib.Path(tempfile.mkdtemp())).warnings)\n",
+     "detectlib.data.audit_dataset", "dl.data.audit_dataset"),
+    ("01", "q3", "def formats_warn(ai, nature{extra}):\n"
+                 "    row = lambda fmts: {'generator': 'g', 'split': 's', 'formats': fmts, 'sizes': {}, "
+                 "'blockiness': float('nan'), 'jpeg_quality': None}\n"
+                 "    return bool({f}(row(ai), row(nature)))\n", "detectlib.data.audit._compare", "dl.data.audit._compare"),
+    ("01", "q4", "def block_ratio(grey{extra}):\n    return {f}(grey)\n", "detectlib.data.blockiness",
+     "dl.data.blockiness"),
+    ("02", "q2", "def val_transform(image{extra}):\n    return {f}(IMG_SIZE)['val'](image)\n",
+     "detectlib.data.build_transforms", "dl.data.build_transforms"),
+    ("02", "q4", "BEST\ndef pick_best(rows{extra}):\n    return {f}(dl.training.History(rows))['epoch']\n",
+     "detectlib.training.History.best", "dl.training.History.best"),
+    ("02", "q4", "BEST\ndef pick_best(rows{extra}):\n    return min(rows, key={f})['epoch']\n",
+     "detectlib.training.loop._rank", "dl.training.loop._rank"),
+    ("02", "q4", "BEST\ndef overfit_start(rows{extra}):\n    return {f}(dl.training.History(rows), 0.0)[0]['epoch'] + 1\n",
+     "detectlib.training.convnext._loss_turn", "dl.training.convnext._loss_turn"),
+    ("03", "q1", "def probe_size(dim{extra}):\n    return sum(p.numel() for p in {f}(dim).parameters())\n",
+     "detectlib.models.make_head", "dl.models.make_head"),
+    ("03", "q2", "def image_key(path{extra}):\n    return {f}(path)\n", "detectlib.models.file_digest",
+     "dl.models.file_digest"),
+    ("03", "q3", "def p_ai_from_score(score{extra}):\n    return {f}(score)\n", "detectlib.models.p_ai_from_score",
      "dl.models.p_ai_from_score"),
-    ("03", "q4", "def label_from_score(score):\n    return dl.labels.predicted_class((1 - score) / 2)\n",
-     "dl.labels.predicted_class"),
-    ("04", "q1", "def rates(y, p, t):\n    r = dl.evaluation.rates_at(y, p, t)\n    return r.tpr, r.tnr\n",
-     "dl.evaluation.rates_at"),
-    ("04", "q1", "def rates(y, p, t):\n    cm = dl.evaluation.confusion_at_threshold(y, p, t)\n"
-                 "    return cm[0, 0] / cm[0].sum(), cm[1, 1] / cm[1].sum()\n", "dl.evaluation.confusion_at_threshold"),
-    ("04", "q2", "def youden_threshold(y, p):\n    return dl.evaluation.choose_threshold(y, p, rule='youden').threshold\n"
-                 "test_tpr = test_tnr = 0.5", "dl.evaluation.choose_threshold"),
-    ("04", "q3", "def auc_by_pairs(y, p):\n    return dl.evaluation.roc_auc(y, p)\n", "dl.evaluation.roc_auc"),
-    ("04", "q3", "from sklearn.metrics import roc_auc_score\n"
-                 "def auc_by_pairs(y, p):\n    import sklearn.metrics\n"
-                 "    return sklearn.metrics.roc_auc_score(1 - y, p)\n", "sklearn.metrics.roc_auc_score"),
-    ("04", "q4", "def off_diagonal_mean(auc):\n"
-                 "    return dl.workflows.CrossGenerator(['a'] * len(auc), ['b'] * len(auc), auc, auc, auc[0], '')"
-                 ".off_diagonal()\nmost_general = 'GLIDE'", "dl.workflows.CrossGenerator.off_diagonal"),
-    ("05", "q3", "def minmax(maps):\n    return dl.explain.normalise(maps)\n", "dl.explain.normalise"),
-    ("05", "q4", "def hottest(cam, k):\n    return dl.explain.hottest_mask(cam, k)\n", "dl.explain.hottest_mask"),
+    ("03", "q3", "import torch\nfrom builders import clip_detector\ndetector = clip_detector()\n"
+                 "def p_ai_from_score(score{extra}):\n    return {f}(detector, torch.as_tensor(score)).numpy()\n",
+     "detectlib.models.Detector.p_ai", "dl.models.Detector.p_ai"),
+    ("03", "q4", "def label_from_score(score{extra}):\n    return {f}((1 - score) / 2)\n",
+     "detectlib.labels.predicted_class", "dl.labels.predicted_class"),
+    ("03", "q4", "def label_from_score(score{extra}):\n    return dl.CLASSES[int({f}([(1 - score) / 2])[0])]\n",
+     "detectlib.evaluation.metrics.predict_labels", "dl.evaluation.metrics.predict_labels"),
+    ("03", "q4", "def label_from_score(score{extra}):\n    return 'ai' if {f}(score) >= 0.5 else 'nature'\n",
+     "detectlib.models.p_ai_from_score", "dl.models.p_ai_from_score"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    r = {f}(y, p, t)\n    return r.tpr, r.tnr\n",
+     "detectlib.evaluation.rates_at", "dl.evaluation.rates_at"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    cm = {f}(y, p, t)\n    return cm[0, 0] / cm[0].sum(), cm[1, 1] / cm[1].sum()\n",
+     "detectlib.evaluation.confusion_at_threshold", "dl.evaluation.confusion_at_threshold"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    cm = {f}(y, (p < t).astype(int), labels=[0, 1])\n"
+                 "    return cm[0, 0] / cm[0].sum(), cm[1, 1] / cm[1].sum()\n",
+     "sklearn.metrics.confusion_matrix", "sklearn.metrics.confusion_matrix"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    pred = (p < t).astype(int)\n"
+                 "    return {f}(y, pred, pos_label=0), {f}(y, pred, pos_label=1)\n",
+     "sklearn.metrics.recall_score", "sklearn.metrics.recall_score"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    _, recall, _, _ = {f}(y, (p < t).astype(int), labels=[0, 1])\n"
+                 "    return recall[0], recall[1]\n",
+     "sklearn.metrics.precision_recall_fscore_support", "sklearn.metrics.precision_recall_fscore_support"),
+    ("04", "q1", "def rates(y, p, t{extra}):\n    fpr, tpr, thr = {f}(1 - y, p)\n    i = (thr >= t).sum() - 1\n"
+                 "    return tpr[i], 1 - fpr[i]\n", "sklearn.metrics.roc_curve", "sklearn.metrics.roc_curve"),
+    ("04", "q2", "RATES\ndef youden_threshold(y, p{extra}):\n    return {f}(y, p, rule='youden').threshold\n",
+     "detectlib.evaluation.choose_threshold", "dl.evaluation.choose_threshold"),
+    ("04", "q2", "RATES\ndef youden_threshold(y, p{extra}):\n    return max({f}(p), key=lambda t: rates(y, p, t)[0] + "
+                 "rates(y, p, t)[1])\n",
+     "detectlib.evaluation.metrics._candidate_thresholds", "dl.evaluation.metrics._candidate_thresholds"),
+    ("04", "q2", "RATES\ndef youden_threshold(y, p{extra}):\n    fpr, tpr, thr = {f}(1 - y, p)\n"
+                 "    return thr[(tpr - fpr).argmax()]\n", "sklearn.metrics.roc_curve", "sklearn.metrics.roc_curve"),
+    *(("04", "q2", f"RATES\ndef test_rates(y_val, p_val, y_test, p_test{{extra}}):\n"
+                   f"    pred = (p_test < youden_threshold(y_val, p_val)).astype(int)\n"
+                   f"    out = {call}\n    return out[0], out[1]\n", f"sklearn.metrics.{name}", f"sklearn.metrics.{name}")
+      for name, call in (("confusion_matrix", "{f}(y_test, pred, labels=[0, 1]).diagonal() / 24"),
+                         ("recall_score", "({f}(y_test, pred, pos_label=0), {f}(y_test, pred, pos_label=1))"),
+                         ("precision_recall_fscore_support", "{f}(y_test, pred, labels=[0, 1])[1]"))),
+    ("04", "q2", "RATES\ndef test_rates(y_val, p_val, y_test, p_test{extra}):\n"
+                 "    r = {f}(y_test, p_test, youden_threshold(y_val, p_val))\n    return r.tpr, r.tnr\n",
+     "detectlib.evaluation.rates_at", "dl.evaluation.rates_at"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    return {f}(y, p)\n", "detectlib.evaluation.roc_auc",
+     "dl.evaluation.roc_auc"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    return {f}(y, p).area\n", "detectlib.evaluation.roc",
+     "dl.evaluation.roc"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    return {f}(1 - y, p)\n", "sklearn.metrics.roc_auc_score",
+     "sklearn.metrics.roc_auc_score"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    fpr, tpr, _ = {f}(1 - y, p)\n    return float(tpr.mean())\n",
+     "sklearn.metrics.roc_curve", "sklearn.metrics.roc_curve"),
+    ("04", "q3", "import numpy as np\ndef auc_by_pairs(y, p{extra}):\n"
+                 "    order = np.argsort(-p)\n    return {f}(np.cumsum(y[order] == 1), np.cumsum(y[order] == 0))\n",
+     "sklearn.metrics.auc", "sklearn.metrics.auc"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    a, b = p[y == 0], p[y == 1]\n"
+                 "    return {f}(a, b).statistic / (len(a) * len(b))\n", "scipy.stats.mannwhitneyu",
+     "scipy.stats.mannwhitneyu"),
+    ("04", "q3", "def auc_by_pairs(y, p{extra}):\n    ranks, n0 = {f}(p), (y == 0).sum()\n"
+                 "    return (ranks[y == 0].sum() - n0 * (n0 + 1) / 2) / (n0 * (y == 1).sum())\n",
+     "scipy.stats.rankdata", "scipy.stats.rankdata"),
+    ("04", "q4", "CROSS\ndef off_diagonal_mean(auc{extra}):\n    names = [str(i) for i in range(len(auc))]\n"
+                 "    return {f}(dl.workflows.CrossGenerator(names, names, auc, auc, auc[0], ''))\n",
+     "detectlib.workflows.CrossGenerator.off_diagonal", "dl.workflows.CrossGenerator.off_diagonal"),
+    ("04", "q4", "CROSS\ndef off_diagonal_mean(auc{extra}):\n    names = [str(i) for i in range(len(auc))]\n"
+                 "    return {f}(dl.workflows.CrossGenerator(names, names, auc, auc, auc[0], ''), 'auc', False)\n",
+     "detectlib.workflows.CrossGenerator._mean", "dl.workflows.CrossGenerator._mean"),
+    *(("05", label, "import torch\ndef " + answer + "{extra}):\n    layer = torch.nn.Identity()  # then dY/dA = G\n"
+                     "    return {f}(layer, layer, " + inputs + ", lambda out: (out * G).sum(dim=(1, 2, 3)))." + part +
+       "\n", "detectlib.explain.grad_cam", "dl.explain.grad_cam")
+      for label, answer, inputs, part in (("q1", "channel_weights(G", "torch.ones_like(G)", "weights"),
+                                          ("q2", "raw_cam(A, G", "A", "raw"))),
+    ("05", "q1", "import torch\ndef channel_weights(G{extra}):\n"
+                 "    return torch.as_tensor({f}(None, None, None, None, None, G.numpy()))\n",
+     "pytorch_grad_cam.GradCAM.get_cam_weights", "pytorch_grad_cam.GradCAM.get_cam_weights"),
+    ("05", "q2", "import torch\ndef raw_cam(A, G{extra}):\n"
+                 "    weights = torch.as_tensor({f}(None, None, None, None, None, G.numpy()))\n"
+                 "    return torch.relu((weights[:, :, None, None] * A).sum(dim=1))\n",
+     "pytorch_grad_cam.GradCAM.get_cam_weights", "pytorch_grad_cam.GradCAM.get_cam_weights"),
+    ("05", "q3", "def minmax(maps{extra}):\n    return {f}(maps)\n", "detectlib.explain.normalise", "dl.explain.normalise"),
+    ("05", "q3", "import torch\ndef minmax(maps{extra}):\n    return torch.as_tensor({f}(maps.numpy()))\n",
+     "pytorch_grad_cam.utils.image.scale_cam_image", "pytorch_grad_cam.utils.image.scale_cam_image"),
+    ("05", "q4", "def hottest(cam, k{extra}):\n    return {f}(cam, k)\n", "detectlib.explain.hottest_mask",
+     "dl.explain.hottest_mask"),
 ]
 
+WAYS = {  # how a learner can reach a function: its expression -> (code before the answer, {f}, {extra})
+    "by its public name": lambda expr: ("", expr, ""),
+    "through an alias made before the check": lambda expr: (f"shortcut = {expr}\n", "shortcut", ""),
+    "as a default argument captured at def time": lambda expr: ("", "_f", f", _f={expr}"),
+    "through a closure": lambda expr: (f"captured = (lambda g: lambda *a, **k: g(*a, **k))({expr})\n", "captured", ""),
+}
 
-@pytest.mark.parametrize(("lesson", "label", "code", "function"), SHORTCUTS,
-                         ids=[f"{s[0]}-{s[1]}-{s[3]}" for s in SHORTCUTS])
-def test_the_library_shortcut_fails_the_check_naming_the_function(lesson, label, code, function, capsys):
-    result, out = _check(capsys, lesson, label, code)
+
+def _spelled(dotted: str) -> tuple[str, str]:
+    """(the import a notebook needs, the expression it types) for a dotted name: ``dl.`` for the kit."""
+    if dotted.startswith("detectlib."):
+        return "", "dl." + dotted.removeprefix("detectlib.")
+    parts = dotted.split(".")
+    module = next(".".join(parts[:cut]) for cut in range(len(parts) - 1, 0, -1)
+                  if importlib.util.find_spec(".".join(parts[:cut])) is not None)
+    return f"import {module}\n", dotted
+
+
+def _shortcut_code(template: str, dotted: str, way: str) -> str:
+    prelude, expr = _spelled(dotted)
+    before, f, extra = WAYS[way](expr)
+    return prelude + before + _expand(template.replace("{f}", f).replace("{extra}", extra))
+
+
+@pytest.mark.parametrize(("lesson", "label", "template", "dotted", "name", "way"),
+                         [(*s, way) for s in SHORTCUTS for way in WAYS],
+                         ids=[f"{s[0]}-{s[1]}-{s[4]}-{way}" for s in SHORTCUTS for way in WAYS])
+def test_a_shortcut_is_refused_however_it_is_reached(lesson, label, template, dotted, name, way, capsys):
+    result, out = _check(capsys, lesson, label, _shortcut_code(template, dotted, way))
     assert result.status == "wrong" and out.startswith("❌"), out
-    assert f"calls {function}, the very function this check compares with" in out, out
+    assert f"calls {name}, which does the very thing this question asks" in out, out
 
 
-def test_a_shortcut_through_the_defining_module_is_caught_too(capsys):
-    """``dl.data.blockiness`` is re-exported from ``detectlib.data.audit``: the tripwire sits on both."""
+def test_every_forbidden_function_and_module_has_a_shortcut_tested():
+    """Each entry of every ``forbidden`` list is hit by at least one shortcut above, matched as the check does."""
+    reached: dict[tuple[str, str], list] = {}
+    for lesson, label, _, dotted, _ in SHORTCUTS:
+        reached.setdefault((lesson, label), []).append(core._code_of(dotted))
+    untested = [(lesson.notebook[:2], q.label, spec) for lesson, q in QUESTIONS for spec in q.forbidden
+                if not any(core._watch((spec,)).name_of(code) for code in reached.get((lesson.notebook[:2], q.label), []))]
+    assert not untested, untested
+
+
+def test_a_transform_object_built_by_the_kit_is_refused_when_the_check_calls_it(capsys):
+    result, out = _check(capsys, "02", "q2", "val_transform = dl.data.build_transforms(IMG_SIZE)['val']")
+    assert result.status == "wrong" and "calls dl.data.ImageTransform.__call__" in out, out
+
+
+def test_an_import_with_another_name_is_refused(capsys):
+    code = "from detectlib.evaluation.metrics import roc_auc as r\ndef auc_by_pairs(y, p):\n    return r(y, p)\n"
+    result, out = _check(capsys, "04", "q3", code)
+    assert result.status == "wrong" and "calls dl.evaluation.roc_auc" in out, out
+
+
+def test_an_import_inside_the_function_is_refused(capsys):
     code = "def block_ratio(grey):\n    from detectlib.data.audit import blockiness\n    return blockiness(grey)\n"
     result, out = _check(capsys, "01", "q4", code)
     assert result.status == "wrong" and "calls dl.data.blockiness" in out, out
 
 
-def test_a_shortcut_hidden_in_a_try_block_is_still_caught_and_the_library_is_restored(capsys):
-    code = "def minmax(maps):\n    try:\n        return dl.explain.normalise(maps)\n    except Exception:\n" \
+def test_a_shortcut_in_a_thread_the_answer_starts_is_refused(capsys):
+    code = ("import threading\ndef hottest(cam, k):\n    out = []\n"
+            "    worker = threading.Thread(target=lambda: out.append(dl.explain.hottest_mask(cam, k)))\n"
+            "    worker.start()\n    worker.join()\n    return out[0] if out else cam > 2\n")
+    result, out = _check(capsys, "05", "q4", code)
+    assert result.status == "wrong" and "calls dl.explain.hottest_mask" in out, out
+
+
+def test_switching_the_watch_off_is_refused(capsys):
+    code = "import sys\ndef minmax(maps):\n    sys.setprofile(None)\n    return dl.explain.normalise(maps)\n"
+    result, out = _check(capsys, "05", "q3", code)
+    assert result.status == "wrong" and "switched off the check's watch" in out, out
+
+
+def test_a_shortcut_hidden_in_a_try_block_is_still_caught_and_nothing_is_left_watching(capsys):
+    code = "def minmax(maps):\n    try:\n        return dl.explain.normalise(maps)\n    except BaseException:\n" \
            "        return maps\n"
     result, out = _check(capsys, "05", "q3", code)
     assert result.status == "wrong" and "dl.explain.normalise" in out
+    assert sys.getprofile() is None and threading._profile_hook is None  # the watch ends with the check
     maps = gradcam_explorer.lesson05.q3.data()
-    assert dl.explain.normalise(maps).max() == 1  # the tripwire is gone after the check
+    assert dl.explain.normalise(maps).max() == 1
 
 
-def test_every_question_checked_against_a_library_function_has_its_shortcut_tested():
-    listed = {(lesson.notebook[:2], q.label, f"dl.{name.removeprefix('detectlib.')}" if name.startswith("detectlib.")
-               else name) for lesson, q in QUESTIONS for name in q.forbidden}
-    assert listed == {(lesson, label, function) for lesson, label, _, function in SHORTCUTS}
+def test_a_by_hand_answer_may_use_numpy_and_torch_freely(capsys):
+    """The watch is narrow: only what a question forbids, so the reference's numpy and torch calls pass."""
+    for lesson, label in (("04", "q3"), ("05", "q3"), ("01", "q4")):
+        result, _ = _check(capsys, lesson, label, _reference(lesson, label))
+        assert result, (lesson, label)
 
 
 @pytest.mark.parametrize(("lesson", "question"), PREDICTIONS, ids=[q.title for _, q in PREDICTIONS])
 def test_a_prediction_is_read_against_the_lessons_own_run(lesson, question, lesson_runs, monkeypatch, capsys):
     monkeypatch.setenv("DETECTLIB_ROOT", str(lesson_runs))
     measured = question.measure()
+    exercises.teacher_mode(True)
     assert measured.choice == question.measured()
     right = question.check(measured.choice)
     assert right and measured.evidence in capsys.readouterr().out
     other = next(c for c in question.checker.choices if c != measured.choice)
+    question.checker.committed = None  # another student's kernel
     wrong = question.check(other)
     out = capsys.readouterr().out
     assert wrong.status == "wrong" and f"the run says {measured.choice!r}" in out and measured.evidence in out
+
+
+@pytest.mark.parametrize(("lesson", "question"), PREDICTIONS, ids=[q.title for _, q in PREDICTIONS])
+def test_a_prediction_changed_after_the_check_showed_the_run_earns_no_tick(lesson, question, lesson_runs,
+                                                                           monkeypatch, capsys):
+    monkeypatch.setenv("DETECTLIB_ROOT", str(lesson_runs))
+    measured = question.measure()
+    first = next(c for c in question.checker.choices if c != measured.choice)
+    assert question.check(first).status == "wrong"
+    copied = question.check(measured.choice)
+    out = capsys.readouterr().out
+    assert copied.status == "wrong" and f"first predicted {first!r}" in out, out
 
 
 @pytest.mark.parametrize(("lesson", "question"), PREDICTIONS, ids=[q.title for _, q in PREDICTIONS])
@@ -346,6 +593,7 @@ def test_a_prediction_before_the_lesson_ran_says_which_lesson_to_run(lesson, que
     result = question.check(choice)
     out = capsys.readouterr().out
     assert result.status == "not attempted" and "run lesson 0" in out and str(tmp_path) in out, out
+    assert f"prediction {choice!r} is noted" in out and question.checker.committed == choice
 
 
 def test_the_inputs_are_fresh_copies_a_learner_cannot_spoil():
@@ -377,9 +625,10 @@ def _notebooks(lesson: core.Lesson) -> tuple[Path, Path]:
 def test_the_exercise_notebooks_show_the_module_code(lesson):
     """The notebooks were generated from the questions; this keeps them in step when either changes."""
     student, teacher = (_code_cells(path) for path in _notebooks(lesson))
-    for code in (student, teacher):
+    first = f"import detectlib as dl\n\nex = dl.exercises.lesson{lesson.notebook[:2]}"
+    for code, expected in ((student, first), (teacher, f"{first}\n{TEACHER_SWITCH}")):
         imports = [src for src in code if "import detectlib" in src]  # a Colab setup cell may come before it
-        assert imports == [f"import detectlib as dl\n\nex = dl.exercises.lesson{lesson.notebook[:2]}"]
+        assert imports == [expected]
     for q in lesson:
         assert not q.setup or q.setup in student, f"{q.label}: setup cell"
         assert q.todo in student, f"{q.label}: TODO cell"

@@ -1,10 +1,11 @@
 """Self-checking exercises, one module per lesson (``build_dataset`` ... ``gradcam_explorer``) over the shared
-machinery in ``core``: ``dl.exercises.lesson01.q1.check(answer)``, ``.hint()``, ``.solution()``."""
+machinery in ``core``: ``dl.exercises.lesson01.q1.check(answer)``, ``.hint()``, and, once a teacher has called
+``dl.exercises.teacher_mode(True)`` (or set ``DETECTLIB_TEACHER=1``), ``.solution()`` and ``.measured()``."""
 
 from __future__ import annotations
 
 from .build_dataset import lesson01
-from .core import Lesson
+from .core import Lesson, is_teacher, teacher_mode
 from .evaluate import lesson04
 from .gradcam_explorer import lesson05
 from .train_clip_head import lesson03
@@ -12,4 +13,5 @@ from .train_convnext import lesson02
 
 LESSONS: dict[str, Lesson] = {lesson.notebook: lesson for lesson in (lesson01, lesson02, lesson03, lesson04, lesson05)}
 
-__all__ = ["LESSONS", "Lesson", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05"]
+__all__ = ["LESSONS", "Lesson", "is_teacher", "lesson01", "lesson02", "lesson03", "lesson04", "lesson05",
+           "teacher_mode"]

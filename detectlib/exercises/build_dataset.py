@@ -19,7 +19,6 @@ from .core import (
     Wrong,
     _code,
     _function,
-    _given,
     _needs,
     _number,
     _prediction_question,
@@ -46,36 +45,52 @@ def _leaky_split(seed: int = 1) -> dict[str, list[str]]:
     return {name: sorted(files) for name, files in split.items()}
 
 
-def _check_leak(leaked: Any) -> str:
+_LEAK_SEEDS = (1, 29, 43)  # the split question 1 shows, then two it never shows
+
+
+def _leak_feedback(given: set[str], split: dict[str, list[str]], on: str) -> None:
+    """Raise ``Wrong`` naming the first mistake in the photos ``given`` as leaking from ``split``."""
     from ..data.demo import PHOTO_SPLIT
 
-    leaked = _given(leaked, "leaked")
-    if isinstance(leaked, str) or not isinstance(leaked, Iterable):
-        raise Wrong(f"`leaked` should be a set of photo names such as {{'chelsea', 'coffee'}}, got {_short(leaked)}.")
-    given = {str(x) for x in leaked}
-    split = _leaky_split()
     expected = {_photo_of(n) for n in split["train"]} & {_photo_of(n) for n in split["val"]}
-    files = [g for g in given if g.endswith(".png")]
+    files = sorted(g for g in given if g.endswith(".png"))
     if files:
-        raise Wrong(f"your answer holds file names such as {sorted(files)[0]!r}; give photo names "
-                    f"({_photo_of(sorted(files)[0])!r}): several files come from one photo.")
+        raise Wrong(f"your answer holds file names such as {files[0]!r}; give photo names "
+                    f"({_photo_of(files[0])!r}): several files come from one photo.")
     cut = sorted(g for g in given - set(PHOTO_SPLIT) if any(p.startswith(g + "_") for p in PHOTO_SPLIT))
     if cut:
         full = next(p for p in PHOTO_SPLIT if p.startswith(cut[0] + "_"))
         raise Wrong(f"{cut[0]!r} is not a photo: names such as {full!r} contain underscores themselves. Cut each "
-                    f"file name at its *last* underscore (name.rsplit('_', 1)[0]).")
+                    f"file name at its *last* underscore.")
     unknown = sorted(given - set(PHOTO_SPLIT))
     if unknown:
         raise Wrong(f"{unknown[0]!r} is not one of the photos ({', '.join(PHOTO_SPLIT)}).")
     extra = sorted(given - expected)
     if extra:
         only = "train" if any(_photo_of(n) == extra[0] for n in split["train"]) else "val"
-        raise Wrong(f"{extra[0]!r} has patches in {only} only, so it does not leak"
+        raise Wrong(f"on {on}, {extra[0]!r} has patches in {only} only, so it does not leak"
                     + (f" (and {len(extra) - 1} more like it)." if len(extra) > 1 else "."))
     if expected - given:
-        raise Wrong(f"you found {len(given)} of the {len(expected)} leaking photos; look for the others.")
-    return (f"{len(expected)} of {len(PHOTO_SPLIT)} photos sit on both sides: a val score on this split partly "
-            "measures how well the model remembers those photos. dl.data.PHOTO_SPLIT gives every photo one split.")
+        raise Wrong(f"on {on} you found {len(given)} of the {len(expected)} leaking photos; look for the others.")
+
+
+def _check_leak(leaking_photos: Any) -> str:
+    from ..data.demo import PHOTO_SPLIT
+
+    fn = _function(leaking_photos, "leaking_photos")
+    for seed in _LEAK_SEEDS:
+        split = _leaky_split(seed)
+        on = "question 1's split" if seed == _LEAK_SEEDS[0] else f"another split (seed {seed})"
+        out = _run(fn, "leaking_photos", on, {part: list(files) for part, files in split.items()})
+        if isinstance(out, str) or not isinstance(out, Iterable):
+            raise Wrong(f"leaking_photos should return a set of photo names such as {{'chelsea', 'coffee'}}, got "
+                        f"{_short(out)} (on {on}).")
+        _leak_feedback({str(x) for x in out}, split, on)
+    split = _leaky_split(_LEAK_SEEDS[0])
+    leaked = {_photo_of(n) for n in split["train"]} & {_photo_of(n) for n in split["val"]}
+    return (f"{len(leaked)} of {len(PHOTO_SPLIT)} photos sit on both sides of question 1's split: a val score on it "
+            "partly measures how well the model remembers those photos. dl.data.PHOTO_SPLIT gives every photo one "
+            "split.")
 
 
 def _split_cases() -> list[tuple[list[str], set[str]]]:
@@ -249,30 +264,36 @@ def _measure_blockiness() -> Measured:
 
 lesson01 = Lesson("01_build_dataset", "Build the dataset", [
     Question(
-        "q1", "Find the leak", ("leaked",), _check_leak,
+        "q1", "Find the leak", ("leaking_photos",), _check_leak,
         hints=("A photo leaks when it has patches on both sides. Collect the photos behind the train files, the "
                "photos behind the val files, and compare the two collections.",
-               "A patch file is named <photo>_<index>.png: name.rsplit('_', 1)[0] is its photo (some photo names "
-               "contain underscores themselves). Build one set per split and intersect them with &."),
+               "A patch file is named <photo>_<index>.png, and some photo names contain underscores themselves: "
+               "look up str.rsplit and its maxsplit argument. Python's set type has an operator for 'in both'."),
         setup=_code("""
             patches = ex.q1.data()  # {"train": [...], "val": [...]}: patch files, split patch by patch at random
             print(len(patches["train"]), "train files, e.g.", patches["train"][:3])
             print(len(patches["val"]), "val files, e.g.", patches["val"][:3])
         """),
-        todo="leaked = ...  # TODO: the set of photo names that have patches in both splits",
-        solution_code=_code("""
-            def photo_of(name):
-                return name.rsplit("_", 1)[0]  # "hubble_deep_field_03.png" -> "hubble_deep_field"
+        todo=_code('''
+            def leaking_photos(split):
+                """The photos with patch files in both split["train"] and split["val"], as a set of photo names."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            def leaking_photos(split):
+                """The photos with patch files in both split["train"] and split["val"], as a set of photo names."""
+                def photo_of(name):
+                    return name.rsplit("_", 1)[0]  # "hubble_deep_field_03.png" -> "hubble_deep_field"
 
-            leaked = {photo_of(n) for n in patches["train"]} & {photo_of(n) for n in patches["val"]}
-        """),
+                return {photo_of(n) for n in split["train"]} & {photo_of(n) for n in split["val"]}
+        '''),
         data_fn=_leaky_split,
     ),
     Question(
         "q2", "Split by photo", ("split_by_photo",), _check_split_by_photo,
         hints=("Decide per photo, not per file: every file follows its photo to the side the photo belongs to.",
-               "Loop over the files; the photo is the name cut at its last underscore; append the file to "
-               "out['val'] when its photo is in val_photos, else to out['train']."),
+               "Start from a dict with two empty lists and loop over the files once; the photo behind a file is "
+               "the same as in question 1, and the `in` operator tells whether it is one of val_photos."),
         setup=_code("""
             files = ex.q2.data()  # the files of question 1, in one list
             val_photos = {photo for photo, split in dl.data.PHOTO_SPLIT.items() if split == "val"}
@@ -298,9 +319,9 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
         "q3", "Will the audit warn?", ("formats_warn",), _check_formats_warn,
         hints=("Two classes of different sizes can still look alike: compare what *share* of each class a format "
                "takes, not how many files it has, and warn only above a gap.",
-               "Turn each dict of counts into shares (count / total of that class). For every format seen in either "
-               "class, compare the two shares (a missing format has share 0). Warn when any gap is greater than "
-               "dl.data.SHARE_GAP."),
+               "Shares are counts divided by the class's total (sum of the dict's values); dict.get with a default "
+               "gives a format a class lacks. Python's any() over every format seen in either class; the limit is "
+               "dl.data.SHARE_GAP, and the audit's rule is strict."),
         setup='print("the audit warns when a format\'s share differs by more than", dl.data.SHARE_GAP)',
         todo=_code('''
             def formats_warn(ai_formats, nature_formats):
@@ -316,15 +337,15 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
                     for f in set(ai_formats) | set(nature_formats)
                 )
         '''),
-        forbidden=("detectlib.data.audit_dataset",),
+        forbidden=("detectlib.data.audit.*",),
     ),
     Question(
         "q4", "Measure the JPEG grid", ("block_ratio",), _check_block_ratio,
         hints=("JPEG codes 8 x 8 blocks separately, so the step between two neighbouring pixels is larger where a "
                "block ends than inside a block. Compare the two kinds of step, across columns and across rows.",
-               "np.abs(np.diff(grey, axis=1)) holds the horizontal steps; column c is the step from pixel c to c + 1, "
-               "so the block-boundary columns are those with c % 8 == 7. Do the same with axis=0 for the vertical "
-               "steps (transpose them), then average the two ratios."),
+               "numpy.diff with its axis argument gives the steps between neighbours, numpy.abs their size; step "
+               "number c goes from pixel c to c + 1, so work out which c cross a block edge (numpy.arange and %). "
+               "A boolean mask and its ~ pick the two kinds of step."),
         setup=_code("""
             images = ex.q4.data()  # grey images as 2-D float arrays
             for name, grey in images.items():
@@ -351,7 +372,7 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
                 return float(np.mean(ratios))
         '''),
         data_fn=_grey_images,
-        forbidden=("detectlib.data.blockiness",),
+        forbidden=("detectlib.data.audit.*",),
     ),
     _prediction_question(
         "q5", "Predict, then read the audit",
@@ -359,8 +380,8 @@ lesson01 = Lesson("01_build_dataset", "Build the dataset", [
          "nature": "the photos show more of a grid"}, _measure_blockiness,
         hints=("Where could a grid come from in each class? The photos were JPEGs once; the AE fakes never were, "
                "but ask how an autoencoder builds an image.",
-               "The lesson printed the photos' blockiness as shipped and after downscaling, then the audit's "
-               "blockiness column per generator and class; the AE rows are the ones to read."),
+               "help(dl.data.blockiness) says what the ratio measures. Ask which class ever went through an 8 x 8 "
+               "block code, and what lesson 01's downscale does to a grid before the patches are cut."),
         todo='prediction = ...  # TODO: "ai", "same" or "nature", written down before you run the check',
         solution_code=_code("""
             # The photos' JPEG grid is erased by the downscale before the patches are cut, while the AE decoder

@@ -8,20 +8,26 @@ question offers:
   the answer is still the TODO placeholder (``...`` or ``None``). A learner's exception is explained, never shown
   as a traceback. ``strict=True`` (the solutions notebooks, run by nbval) raises ``AssertionError`` unless the
   answer is right, so CI notices a wrong reference solution.
-* ``q.hint()``: two tiers, an idea first, then (called again) a pointer to the tools; ``q.solution()``: the
-  reference solution's code.
+* ``q.hint()``: two tiers, an idea first, then (called again) a pointer to the tools, never the solution's code.
+* ``q.solution()`` (the reference solution's code) and ``q.measured()`` (a prediction's measured answer) answer
+  only in teacher mode (``teacher_mode(True)`` or ``DETECTLIB_TEACHER=1``): a student gets a line saying so.
 * ``q.data()``: the question's inputs, made fresh on every call from a fixed seed.
 
 Why the checkers compute every expected answer with the library itself (``dl.data``, ``dl.evaluation``,
 ``dl.explain`` ...) on small seeded data: a hard-coded number would drift the day the library changes, and an
 exercise that disagrees with its lesson teaches the wrong thing. The same reason makes a shortcut possible, so a
-question lists the library functions it is checked against (``forbidden``): while the learner's function runs,
-each is replaced by a tripwire, and an answer that merely calls one is told to write the steps itself.
+question lists what it forbids (``forbidden``): the library functions it is checked against, whole kit modules
+(``"detectlib.evaluation.metrics.*"``: private helpers included) and the scikit-learn or SciPy equivalents of what
+it asks to compute by hand. While the learner's function runs, a profiler (``sys.setprofile``, and
+``threading.setprofile`` for threads it starts) watches every Python call and refuses one whose *code object* is
+forbidden, so an alias, a reference captured before the check, or a private helper is refused like the public
+name. Every answer is a function, called on inputs the learner never saw, so no number can be typed in.
 
 The inputs are tiny and made on the spot, so every question works in every profile (Colab's ``full`` included) in
 a second or less, without the demo dataset. The exception is each lesson's last question, a *prediction*: the
 learner commits to what the lesson's own run will show, and the check then reads that run's results (its
-checkpoints, its dataset) and says what it measured. ``setup``, ``todo`` and ``solution_code`` hold the code the
+checkpoints, its dataset) and says what it measured. The first prediction a kernel checks is the one that counts:
+changing it after the check has shown the measurement earns no ✅. ``setup``, ``todo`` and ``solution_code`` hold the code the
 exercise notebooks show, so the notebooks and the tests run the same code.
 """
 
@@ -31,11 +37,14 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import os
 import sys
 import textwrap
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +68,7 @@ _FORBIDDEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("fo
 
 
 class _ShortcutTaken(BaseException):
-    """Raised by a tripwire; a BaseException, so a learner's ``except Exception`` cannot hide it."""
+    """Raised by the profiler; a BaseException, so a learner's ``except Exception`` cannot hide it."""
 
 
 def _owner(dotted: str) -> tuple[Any, str]:
@@ -76,44 +85,122 @@ def _owner(dotted: str) -> tuple[Any, str]:
     raise ValueError(f"{dotted}: no module in this dotted name")
 
 
-def _holders(owner: Any, attr: str, original: Any) -> list[Any]:
-    """Every place a learner can reach ``original`` under ``attr``: a function defined in one module is also
-    re-exported by its package (``dl.data.blockiness`` is ``detectlib.data.audit.blockiness``), so each holder is
-    wired; an attribute of a class has one holder, the class."""
-    if not isinstance(owner, types.ModuleType):
-        return [owner]
-    kit = [module for name, module in list(sys.modules.items())
-           if (name == "detectlib" or name.startswith("detectlib.")) and vars(module).get(attr) is original]
-    return [owner, *(module for module in kit if module is not owner)]
+def _code_of(dotted: str) -> types.CodeType:
+    """The code object behind a dotted name: a property's getter, a method's function, a decorated function's
+    innermost one (scikit-learn's ``validate_params`` wrapper is shared by all its functions, the inner one is not)."""
+    owner, attr = _owner(dotted)
+    # a package's re-export loads on first access (getattr); a class keeps its descriptors (getattr_static)
+    found = getattr(owner, attr) if isinstance(owner, types.ModuleType) else inspect.getattr_static(owner, attr)
+    found = found.fget if isinstance(found, property) else getattr(found, "__func__", found)
+    code = getattr(inspect.unwrap(found), "__code__", None)
+    if code is None:
+        raise ValueError(f"{dotted} is not a Python function: the profiler cannot recognise it")
+    return code
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """What one question forbids, as the profiler matches it: code objects, and the files (or package folders) of
+    modules forbidden whole."""
+
+    codes: dict[types.CodeType, str]  # code -> how a notebook spells the function
+    files: dict[str, str]  # a forbidden module's file -> its dotted name
+    folders: tuple[str, ...]  # a forbidden package's folder, with a trailing separator
+
+    def name_of(self, code: types.CodeType) -> str | None:
+        """The forbidden function ``code`` belongs to, or None when it is allowed."""
+        if code in self.codes:
+            return self.codes[code]
+        module = self.files.get(code.co_filename)
+        if module is None and self.folders and code.co_filename.startswith(self.folders):
+            module = _module_of(code.co_filename)
+        return None if module is None else _public_name(_exported(module, code))
+
+
+def _module_of(filename: str) -> str:
+    """The loaded module whose file is ``filename`` (a package forbidden whole names its modules this way)."""
+    return next((name for name, module in list(sys.modules.items()) if getattr(module, "__file__", None) == filename),
+                Path(filename).stem)
+
+
+def _exported(module: str, code: types.CodeType) -> str:
+    """``detectlib.evaluation.metrics.roc_auc`` as the package re-exports it, ``detectlib.evaluation.roc_auc``,
+    when it does: the name the learner most likely typed."""
+    package = module.rpartition(".")[0]
+    found = sys.modules.get(package)
+    for part in code.co_qualname.split("."):
+        found = getattr(found, part, None)
+    where = package if getattr(found, "__code__", None) is code else module
+    return f"{where}.{code.co_qualname}"
+
+
+@cache
+def _watch(forbidden: tuple[str, ...]) -> _Watch:
+    """Resolve ``Question.forbidden``: ``"pkg.module.function"``, ``"pkg.Class.method"`` or ``"pkg.module.*"``."""
+    codes, files, folders = {}, {}, []
+    for spec in forbidden:
+        if not spec.endswith(".*"):
+            codes[_code_of(spec)] = _public_name(spec)
+            continue
+        module = importlib.import_module(spec[:-2])
+        if hasattr(module, "__path__"):  # a package: every module under its folder
+            folders.extend(str(Path(folder)) + os.sep for folder in module.__path__)
+        else:
+            files[module.__file__] = module.__name__
+    return _Watch(codes, files, tuple(folders))
 
 
 @contextlib.contextmanager
-def _tripwires(targets: Iterable[str]) -> Iterator[list[str]]:
-    """While inside, each named function raises ``_ShortcutTaken`` when called; yields the names called."""
-    taken: list[str] = []
-    patched = []
-    for target in targets:
-        owner, attr = _owner(target)
+def _monitored(forbidden: tuple[str, ...]) -> Iterator[list[str]]:
+    """While inside, a call to anything ``forbidden`` is noted (in this thread, or one started inside) and, in this
+    thread, stopped with ``_ShortcutTaken``; yields the names called. Outside it nothing is watched, so the
+    checker's own reference computation is never flagged."""
+    watch, taken, checking = _watch(forbidden), [], threading.get_ident()
 
-        def wire(*args: Any, _target: str = target, **kwargs: Any) -> Any:
-            taken.append(_target)
-            raise _ShortcutTaken(_target)
+    def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+        name = watch.name_of(frame.f_code) if event == "call" else None
+        if name is None:
+            return
+        taken.append(name)
+        if threading.get_ident() == checking:  # in a learner's thread, noting it is enough: no traceback there
+            raise _ShortcutTaken(name)  # CPython then switches this profiler off: the learner's code runs on unwatched
 
-        # a package's re-export loads on first access (getattr); a class keeps its descriptors (getattr_static)
-        original = getattr(owner, attr) if isinstance(owner, types.ModuleType) else inspect.getattr_static(owner, attr)
-        for holder in _holders(owner, attr, original):
-            patched.append((holder, attr, original))
-            setattr(holder, attr, wire)
+    if not forbidden:
+        yield taken
+        return
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    threading.setprofile(profile)
     try:
         yield taken
+        if not taken and sys.getprofile() is not profile:
+            raise Wrong("your function switched off the check's watch (sys.setprofile), so its answer cannot be "
+                        "trusted; leave the profiler alone.")
     finally:
-        for owner, attr, original in reversed(patched):
-            setattr(owner, attr, original)
+        threading.setprofile(None)
+        sys.setprofile(previous)
 
 
 def _public_name(dotted: str) -> str:
     """How a notebook spells it: ``dl.data.blockiness``, ``History.best``, ``sklearn.metrics.roc_auc_score``."""
     return "dl." + dotted.removeprefix("detectlib.") if dotted.startswith("detectlib.") else dotted
+
+
+_TEACHER_SWITCH: dict[str, bool] = {}  # "on": set by teacher_mode(); absent: DETECTLIB_TEACHER decides
+
+TEACHER_ONLY = ("is for teachers: switch it on with dl.exercises.teacher_mode(True) (or DETECTLIB_TEACHER=1 in the "
+                "environment).")
+
+
+def teacher_mode(on: bool = True) -> None:
+    """Let ``q.solution()`` and ``q.measured()`` answer (the solutions notebooks call this first). Off by default,
+    so a student who asks for a solution meets a switch that only a teacher is meant to flip."""
+    _TEACHER_SWITCH["on"] = bool(on)
+
+
+def is_teacher() -> bool:
+    """Whether teacher mode is on: the last ``teacher_mode()`` call, else ``DETECTLIB_TEACHER=1``."""
+    return _TEACHER_SWITCH.get("on", os.environ.get("DETECTLIB_TEACHER", "") == "1")
 
 
 @dataclass(frozen=True)
@@ -155,13 +242,13 @@ class Question:
     todo: str  # code with the placeholder
     setup: str = ""  # code that makes the inputs (run before the TODO cell)
     data_fn: Callable[[], Any] | None = None
-    forbidden: tuple[str, ...] = ()  # dotted names of the library functions the checker compares with
+    forbidden: tuple[str, ...] = ()  # what the learner may not call: "pkg.module.function", "pkg.Class.method", "pkg.module.*"
     measure: Callable[[], Measured] | None = None  # a prediction question: what the lesson's run shows
     hints_shown: int = field(default=0, repr=False)
 
     @property
     def call(self) -> str:
-        """How the notebook calls the check, e.g. ``ex.q1.check(leaked)``."""
+        """How the notebook calls the check, e.g. ``ex.q1.check(leaking_photos)``."""
         return f"ex.{self.label}.check({', '.join(self.answers)})"
 
     def data(self) -> Any:
@@ -170,10 +257,13 @@ class Question:
             raise AttributeError(f"{self.label} has no data: its inputs are made in the notebook cell")
         return self.data_fn()
 
-    def measured(self) -> str:
-        """A prediction question's answer as the lesson's run gives it (the teachers' notebooks use it)."""
+    def measured(self) -> str | None:
+        """A prediction question's answer as the lesson's run gives it, in teacher mode (the solutions notebooks)."""
         if self.measure is None:
-            raise AttributeError(f"{self.label} is not a prediction: it has a fixed answer, see solution()")
+            raise AttributeError(f"{self.label} is not a prediction: its answer is a function, see solution()")
+        if not is_teacher():
+            print(f"🔒 ex.{self.label}.measured() {TEACHER_ONLY}")
+            return None
         return self.measure().choice
 
     def check(self, *args: Any, strict: bool = False, **kwargs: Any) -> Result:
@@ -209,7 +299,7 @@ class Question:
         if result.status == "not attempted":
             return f"💡 {head}: not attempted yet. {message}"
         return (f"❌ {head}: {message}\n"
-                f"💡 Stuck? ex.{self.label}.hint() gives a hint, ex.{self.label}.solution() an answer.")
+                f"💡 Stuck? ex.{self.label}.hint() gives an idea; called again, a pointer to the tools.")
 
     def hint(self, tier: int | None = None) -> None:
         """The next hint: first the idea, then (called again) a pointer; ``tier`` picks one (1 or 2)."""
@@ -222,6 +312,10 @@ class Question:
         print(f"💡 Hint {tier} of {len(self.hints)}, {kind} ({self.label}): {self.hints[tier - 1]}{more}")
 
     def solution(self) -> None:
+        """The reference solution's code, in teacher mode; a student gets one line saying how it is switched on."""
+        if not is_teacher():
+            print(f"🔒 ex.{self.label}.solution() {TEACHER_ONLY}")
+            return
         print(f"💡 A solution ({self.label}):\n\n{self.solution_code}")
 
 
@@ -283,9 +377,9 @@ def _function(fn: Any, name: str) -> Callable:
 
 
 def _run(fn: Callable, name: str, on: str, *args: Any) -> Any:
-    """Call the learner's function; its exception or a missing ``return`` becomes plain words, and a call to a
-    function the question is checked against (``Question.forbidden``) is refused."""
-    with _tripwires(_FORBIDDEN.get()) as taken:
+    """Call the learner's function; its exception or a missing ``return`` becomes plain words, and a call to
+    anything the question forbids (``Question.forbidden``), however it was reached, is refused."""
+    with _monitored(_FORBIDDEN.get()) as taken:
         try:
             out = fn(*args)
         except _ShortcutTaken:
@@ -294,9 +388,8 @@ def _run(fn: Callable, name: str, on: str, *args: Any) -> Any:
             if not taken:
                 raise Wrong(f"your {name}() raised {type(err).__name__}: {err} (called on {on}).") from None
     if taken:
-        raise Wrong(f"your {name}() calls {_public_name(taken[0])}, the very function this check compares with, so "
-                    "it would only check the library against itself. Write the steps yourself (the hint gives an "
-                    "idea).")
+        raise Wrong(f"your {name}() calls {taken[0]}, which does the very thing this question asks, so the check "
+                    "would only compare the library with itself. Write the steps yourself (the hint gives an idea).")
     if any(out is p for p in PLACEHOLDERS):
         raise NotAttempted(f"your {name}() returned {out!r} (on {on}): finish the TODO and `return` the result.")
     return out
@@ -332,31 +425,45 @@ def _torch_seeded(seed: int) -> Iterator[None]:
 # ======================================================================== predictions on the lessons' runs
 
 
-def _prediction(choices: dict[str, str], measure: Callable[[], Measured]) -> Callable[[Any], str]:
-    """The checker of a prediction question: the learner's choice against what the lesson's run measured."""
+@dataclass
+class _Prediction:
+    """The checker of a prediction question: the learner's choice against what the lesson's run measured.
 
-    def check(prediction: Any) -> str:
+    The first choice checked in this kernel is the prediction; a different one checked later is refused, since by
+    then the check may have shown the measurement and copying it proves nothing. A kernel restart forgets it: this
+    is a commitment, not a lock.
+    """
+
+    choices: dict[str, str]
+    measure: Callable[[], Measured]
+    committed: str | None = None
+
+    def __call__(self, prediction: Any) -> str:
         prediction = _given(prediction, "prediction")
-        if not isinstance(prediction, str) or prediction not in choices:
-            raise Wrong(f"`prediction` should be one of {', '.join(map(repr, choices))}, not {_short(prediction)}.")
+        if not isinstance(prediction, str) or prediction not in self.choices:
+            raise Wrong(f"`prediction` should be one of {', '.join(map(repr, self.choices))}, not "
+                        f"{_short(prediction)}.")
+        first = self.committed = self.committed or prediction
         try:
-            measured = measure()
+            measured = self.measure()
         except LessonNotRun as err:
-            raise NotAttempted(f"this question reads the lesson's own run, which is not there yet: {err}") from None
+            raise NotAttempted(f"your prediction {first!r} is noted. This question reads the lesson's own run, "
+                               f"which is not there yet: {err}") from None
+        if prediction != first:
+            raise Wrong(f"you first predicted {first!r}; a prediction changed after the check has run does not "
+                        f"count. The run says {measured.choice!r} ({self.choices[measured.choice]}): "
+                        f"{measured.evidence}. Write down what your first prediction had not taken into account.")
         if prediction == measured.choice:
             return f"you predicted {prediction!r} and the run agrees: {measured.evidence}."
-        raise Wrong(f"you predicted {prediction!r} ({choices[prediction]}), but the run says {measured.choice!r} "
-                    f"({choices[measured.choice]}): {measured.evidence}. Before moving on, write down what you "
-                    "had not taken into account.")
-
-    check.choices = choices  # what the notebook and the tests offer
-    return check
+        raise Wrong(f"you predicted {prediction!r} ({self.choices[prediction]}), but the run says "
+                    f"{measured.choice!r} ({self.choices[measured.choice]}): {measured.evidence}. Before moving on, "
+                    "write down what you had not taken into account.")
 
 
 def _prediction_question(label: str, title: str, choices: dict[str, str], measure: Callable[[], Measured], *,
                          hints: tuple[str, str], todo: str, solution_code: str) -> Question:
     """A lesson's prediction question: the learner names one of ``choices``; ``measure`` reads the lesson's run."""
-    return Question(label, title, ("prediction",), _prediction(choices, measure), hints=hints,
+    return Question(label, title, ("prediction",), _Prediction(choices, measure), hints=hints,
                     solution_code=solution_code, todo=todo, measure=measure)
 
 

@@ -3,6 +3,7 @@ cross-generator matrix, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,17 @@ from .core import (
     Wrong,
     _code,
     _function,
-    _given,
     _needs,
     _number,
     _prediction_question,
     _run,
     _short,
 )
+
+# scikit-learn's ways to TPR and TNR, refused where they are to be counted by hand; what builds on them
+# (classification_report, balanced_accuracy_score ...) calls one of them, so it is refused too.
+_BY_HAND_RATES = ("sklearn.metrics.confusion_matrix", "sklearn.metrics.recall_score",
+                  "sklearn.metrics.precision_recall_fscore_support", "sklearn.metrics.roc_curve")
 
 
 def _fraction(value: Any, name: str, expected: float) -> float:
@@ -99,14 +104,20 @@ def _youden(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
     return r.tpr - r.fpr
 
 
-def _check_threshold(youden_threshold: Any, test_tpr: Any, test_tnr: Any) -> str:
-    from ..evaluation.metrics import choose_threshold, rates_at
-
-    fn = _function(youden_threshold, "youden_threshold")
+def _threshold_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Score sets to check ``youden_threshold`` on: question 2's test scores, two unseen sets, and its validation."""
     y_val, p_val, y_test, p_test = _threshold_data()
     y_other, p_other = _scored(22, n=50, shift=0.15)
-    for on, y, p in (("y_test, p_test", y_test, p_test), ("50 other scores", y_other, p_other),
-                     ("y_val, p_val", y_val, p_val)):
+    y_more, p_more = _scored(23, n=44, shift=-0.1)
+    return [("y_test, p_test", y_test, p_test), ("50 other scores", y_other, p_other),
+            ("44 other scores", y_more, p_more), ("y_val, p_val", y_val, p_val)]
+
+
+def _check_youden(fn: Callable) -> None:
+    """Raise ``Wrong`` unless ``fn`` finds a threshold as good as ``choose_threshold``'s on every case."""
+    from ..evaluation.metrics import choose_threshold
+
+    for on, y, p in _threshold_cases():
         t = _number(_run(fn, "youden_threshold", on, y.copy(), p.copy()), "youden_threshold(...)")
         best = choose_threshold(y, p, rule="youden")
         j_best, j_got = best.val_rates.tpr - best.val_rates.fpr, _youden(y, p, t)
@@ -120,23 +131,57 @@ def _check_threshold(youden_threshold: Any, test_tpr: Any, test_tnr: Any) -> str
                         "as the positive class.")
         raise Wrong(f"on {on} your threshold {t:.3f} gives TPR - FPR = {j_got:.3f}; the best threshold gives "
                     f"{j_best:.3f}.")
-    t = float(fn(y_val.copy(), p_val.copy()))
-    r = rates_at(y_test, p_test, t)
-    got_tpr, got_tnr = _fraction(test_tpr, "test_tpr", r.tpr), _fraction(test_tnr, "test_tnr", r.tnr)
-    v = rates_at(y_val, p_val, t)
-    if np.isclose([got_tpr, got_tnr], [r.tpr, r.tnr]).all():
-        return (f"threshold {t:.3f}: validation TPR {_pct(v.tpr)} / TNR {_pct(v.tnr)}, test TPR {_pct(r.tpr)} / "
-                f"TNR {_pct(r.tnr)}. The test numbers are the ones to report: nothing about them was tuned.")
-    on_test = rates_at(y_test, p_test, float(fn(y_test.copy(), p_test.copy())))
-    if np.isclose([got_tpr, got_tnr], [on_test.tpr, on_test.tnr]).all():
-        raise Wrong("those are the test rates at the threshold that is best *for the test set*: that's the leak of "
-                    "lesson 04. Choose the threshold on y_val, p_val, then measure it on test.")
-    if np.isclose([got_tpr, got_tnr], [v.tpr, v.tnr]).all():
-        raise Wrong("those are the *validation* rates at your threshold; measure it on y_test, p_test.")
-    if np.isclose([got_tpr, got_tnr], [r.tnr, r.tpr]).all():
+
+
+def _rates_cases() -> list[tuple[str, tuple[np.ndarray, ...]]]:
+    """(val, test) score sets for ``test_rates``: question 2's, and two pairs drawn from seeds it never saw."""
+    return [("question 2's scores", _threshold_data()),
+            *((f"unseen scores (seed {seed})", (*_scored(seed, n=48, shift=0.1), *_scored(seed + 1, n=48, shift=0.1)))
+              for seed in (24, 26))]
+
+
+def _rates_feedback(got: tuple[float, float], chosen: float, split: tuple[np.ndarray, ...], on: str,
+                    youden: Callable) -> None:
+    """Raise ``Wrong`` naming the slip when ``got`` is not (TPR, TNR) on test at the threshold ``chosen``."""
+    from ..evaluation.metrics import rates_at
+
+    y_val, p_val, y_test, p_test = split
+    r, v = rates_at(y_test, p_test, chosen), rates_at(y_val, p_val, chosen)
+    if np.isclose(got, [r.tpr, r.tnr]).all():
+        return
+    on_test = rates_at(y_test, p_test, _number(_run(youden, "youden_threshold", on, y_test.copy(), p_test.copy()),
+                                               "youden_threshold(...)"))
+    if np.isclose(got, [on_test.tpr, on_test.tnr]).all():
+        raise Wrong(f"on {on} those are the test rates at the threshold that is best *for the test set*: that's "
+                    "the leak of lesson 04. Choose the threshold on y_val, p_val, then measure it on test.")
+    if np.isclose(got, [v.tpr, v.tnr]).all():
+        raise Wrong(f"on {on} those are the *validation* rates at your threshold; measure it on y_test, p_test.")
+    if np.isclose(got, [r.tnr, r.tpr]).all():
         raise Wrong("you swapped TPR and TNR: TPR is the share of ai (label 0) flagged.")
-    raise Wrong(f"your TPR {got_tpr:.4f} and TNR {got_tnr:.4f} are not those of the test set at the threshold "
-                f"your function chooses on validation ({t:.3f}).")
+    raise Wrong(f"on {on} your TPR {got[0]:.4f} and TNR {got[1]:.4f} are not those of the test set at the "
+                f"threshold your youden_threshold chooses on validation ({chosen:.3f}).")
+
+
+def _check_threshold(youden_threshold: Any, test_rates: Any) -> str:
+    from ..evaluation.metrics import rates_at
+
+    youden = _function(youden_threshold, "youden_threshold")
+    _check_youden(youden)
+    fn = _function(test_rates, "test_rates")
+    for on, split in _rates_cases():
+        chosen = _number(_run(youden, "youden_threshold", on, split[0].copy(), split[1].copy()),
+                         "youden_threshold(...)")
+        out = _run(fn, "test_rates", on, *(a.copy() for a in split))
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise Wrong(f"test_rates should return two numbers, (tpr, tnr); got {_short(out)} (on {on}).")
+        r = rates_at(split[2], split[3], chosen)
+        got = (_fraction(out[0], "tpr", r.tpr), _fraction(out[1], "tnr", r.tnr))
+        _rates_feedback(got, chosen, split, on, youden)
+    y_val, p_val, y_test, p_test = _threshold_data()
+    t = _number(_run(youden, "youden_threshold", "y_val, p_val", y_val.copy(), p_val.copy()), "youden_threshold")
+    r, v = rates_at(y_test, p_test, t), rates_at(y_val, p_val, t)
+    return (f"threshold {t:.3f}: validation TPR {_pct(v.tpr)} / TNR {_pct(v.tnr)}, test TPR {_pct(r.tpr)} / "
+            f"TNR {_pct(r.tnr)}. The test numbers are the ones to report: nothing about them was tuned.")
 
 
 def _auc_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -186,46 +231,72 @@ def _cross_data() -> CrossGenerator:
                           np.array([0.04, 0.38, 0.09, 0.12]), encoder="(made-up numbers for the exercise)")
 
 
-def _check_cross(off_diagonal_mean: Any, most_general: Any) -> str:
-    cross = _cross_data()
-    names, auc = cross.train_generators, cross.auc
+def _cross_cases() -> list[tuple[str, np.ndarray, list[str]]]:
+    """Matrices to check on: question 4's, and two drawn from seeds, with generator names in another order."""
+    cases = [("question 4's 4 x 4 matrix", np.array(_CROSS_AUC), list(_CROSS_GENERATORS))]
+    for seed, n in ((12, 3), (13, 5)):
+        rng = np.random.default_rng(seed)
+        names = [str(name) for name in rng.permutation(["ADM", "BigGAN", "GLIDE", "Midjourney", "VQDM", "Wukong"])[:n]]
+        cases.append((f"an unseen {n} x {n} matrix", rng.uniform(0.4, 1.0, (n, n)).round(3), names))
+    return cases
+
+
+def _off_feedback(got: float, matrix: np.ndarray, on: str) -> None:
+    """Raise ``Wrong`` naming the slip when ``got`` is not the mean off the diagonal."""
+    from ..workflows.transfer import CrossGenerator
+
+    names = [str(i) for i in range(len(matrix))]
+    expected = CrossGenerator(names, names, matrix, matrix, np.zeros(len(matrix)), encoder="").off_diagonal("auc")
+    if np.isclose(got, expected, atol=1e-6):
+        return
+    if np.isclose(got, matrix.mean()):
+        raise Wrong(f"on {on} you return the mean of the whole matrix; leave out the diagonal (each head tested "
+                    "on its own generator).")
+    if np.isclose(got, np.diag(matrix).mean()):
+        raise Wrong(f"on {on} you return the diagonal's mean, the in-distribution number; the question asks for "
+                    "the pairs whose test generator differs from the training one.")
+    raise Wrong(f"on {on} your mean is {got:.4f}; the mean over the off-diagonal pairs is {expected:.4f}.")
+
+
+def _general_feedback(general: Any, auc: np.ndarray, names: list[str], on: str) -> None:
+    """Raise ``Wrong`` naming the slip when ``general`` is not the training generator with the best row off the
+    diagonal."""
     off = ~np.eye(len(names), dtype=bool)
-    fn = _function(off_diagonal_mean, "off_diagonal_mean")
-    other = np.random.default_rng(12).uniform(0.4, 1.0, (3, 3))
-    for on, matrix in (("question 4's 4 x 4 matrix", auc), ("another 3 x 3 matrix", other)):
-        got = _number(_run(fn, "off_diagonal_mean", on, matrix.copy()), "off_diagonal_mean(...)")
-        expected = float(matrix[~np.eye(len(matrix), dtype=bool)].mean())
-        if np.isclose(got, expected, atol=1e-6):
-            continue
-        if np.isclose(got, matrix.mean()):
-            raise Wrong(f"on {on} you return the mean of the whole matrix; leave out the diagonal (each head tested "
-                        "on its own generator).")
-        if np.isclose(got, np.diag(matrix).mean()):
-            raise Wrong(f"on {on} you return the diagonal's mean, the in-distribution number; the question asks for "
-                        "the pairs whose test generator differs from the training one.")
-        raise Wrong(f"on {on} your mean is {got:.4f}; the mean over the off-diagonal pairs is {expected:.4f}.")
-    expected = cross.off_diagonal("auc")
-    general = _given(most_general, "most_general")
-    if not isinstance(general, str):
-        raise Wrong(f"give the generator's name (one of {names}), not {general!r}.")
     rows = np.array([auc[i][off[i]].mean() for i in range(len(names))])
-    best = names[int(rows.argmax())]
-    if general == best:
-        return (f"{best}'s head averages {rows.max():.3f} on the others, over all {expected:.3f}, against "
-                f"{np.diag(auc).mean():.3f} on their own generators: the gap GenImage reports.")
+    if general == names[int(rows.argmax())]:
+        return
+    if not isinstance(general, str):
+        raise Wrong(f"most_general should return the generator's name (one of {names}), not {_short(general)} "
+                    f"(on {on}).")
     if general not in names:
-        raise Wrong(f"{general!r} is not one of the training generators {names}.")
+        raise Wrong(f"on {on}, {general!r} is not one of the training generators {names}.")
+    i = names.index(general)
     cols = np.array([auc[:, j][off[:, j]].mean() for j in range(len(names))])
-    if general == names[int(np.diag(auc).argmax())]:
-        i = names.index(general)
-        raise Wrong(f"{general}'s head is best on its own generator (AUC {auc[i, i]:.2f}) but averages "
+    if i == int(np.diag(auc).argmax()):
+        raise Wrong(f"on {on}, {general}'s head is best on its own generator (AUC {auc[i, i]:.2f}) but averages "
                     f"{rows[i]:.3f} on the others: that's a fingerprint, not generalisation. Read each row "
                     "without its diagonal.")
-    if general == names[int(cols.argmax())]:
-        raise Wrong(f"{general} is the *test* generator every other head finds easiest (its column); the question "
-                    "asks about the training generator (the row).")
-    raise Wrong(f"{general}'s head averages {rows[names.index(general)]:.3f} on the other generators; another "
-                "row does better.")
+    if i == int(cols.argmax()):
+        raise Wrong(f"on {on}, {general} is the *test* generator every other head finds easiest (its column); "
+                    "the question asks about the training generator (the row).")
+    raise Wrong(f"on {on}, {general}'s head averages {rows[i]:.3f} on the other generators; another row does "
+                "better.")
+
+
+def _check_cross(off_diagonal_mean: Any, most_general: Any) -> str:
+    mean_fn = _function(off_diagonal_mean, "off_diagonal_mean")
+    for on, matrix, _ in _cross_cases():
+        _off_feedback(_number(_run(mean_fn, "off_diagonal_mean", on, matrix.copy()), "off_diagonal_mean(...)"),
+                      matrix, on)
+    general_fn = _function(most_general, "most_general")
+    for on, matrix, names in _cross_cases():
+        _general_feedback(_run(general_fn, "most_general", on, matrix.copy(), list(names)), matrix, names, on)
+    cross = _cross_data()
+    off = ~np.eye(len(cross.train_generators), dtype=bool)
+    rows = np.array([cross.auc[i][off[i]].mean() for i in range(len(off))])
+    best = cross.train_generators[int(rows.argmax())]
+    return (f"{best}'s head averages {rows.max():.3f} on the others, over all {cross.off_diagonal('auc'):.3f}, "
+            f"against {np.diag(cross.auc).mean():.3f} on their own generators: the gap GenImage reports.")
 
 
 def _measure_wild() -> Measured:
@@ -247,8 +318,9 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
         "q1", "TPR and TNR by hand", ("rates",), _check_rates,
         hints=("ai is the positive class: TPR asks how many of the fakes were caught, TNR how many photos were left "
                "alone. An image exactly at the threshold is called ai.",
-               "flagged = p_ai >= threshold; is_ai = y_true == 0. TPR = (flagged & is_ai).sum() / is_ai.sum(), and "
-               "TNR the same with ~flagged and ~is_ai."),
+               "Comparing a numpy array with a number (>=, ==) gives a boolean array; & and ~ combine such masks, "
+               "and .sum() counts their True values. A rate is a count over the size of its class; dl.CLASSES says "
+               "which label is ai."),
         setup=_code("""
             y_true, p_ai = ex.q1.data()  # labels (ai = 0, nature = 1) and each image's p(ai)
             print(y_true[:6], p_ai[:6].round(3))
@@ -270,14 +342,14 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 return (flagged & is_ai).sum() / is_ai.sum(), (~flagged & ~is_ai).sum() / (~is_ai).sum()
         '''),
         data_fn=_rates_data,
-        forbidden=("detectlib.evaluation.rates_at", "detectlib.evaluation.confusion_at_threshold"),
+        forbidden=("detectlib.evaluation.metrics.*", *_BY_HAND_RATES),
     ),
     Question(
-        "q2", "A threshold from validation", ("youden_threshold", "test_tpr", "test_tnr"), _check_threshold,
+        "q2", "A threshold from validation", ("youden_threshold", "test_rates"), _check_threshold,
         hints=("Try every score seen on validation as a threshold and keep the one with the largest TPR − FPR. Then "
                "freeze it: the test set only measures.",
-               "For t in np.unique(p): flagged = p >= t; compute TPR − FPR; keep the best t. Then test_tpr, test_tnr "
-               "= rates(y_test, p_test, youden_threshold(y_val, p_val)) with your function of question 1."),
+               "numpy.unique lists the observed scores; Python's max() takes a key function. Your rates() of "
+               "question 1 measures a threshold on any split: call it, don't copy it."),
         setup=_code("""
             y_val, p_val, y_test, p_test = ex.q2.data()
             print(len(y_val), "validation and", len(y_test), "test images")
@@ -289,8 +361,9 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 """The threshold with the largest TPR - FPR on these labels and scores (ai = 0 positive)."""
                 ...  # TODO
 
-            test_tpr = ...  # TODO: TPR on the test set at the threshold chosen on validation
-            test_tnr = ...  # TODO: TNR on the test set at that threshold
+            def test_rates(y_val, p_val, y_test, p_test):
+                """(TPR, TNR) on the test scores at the threshold youden_threshold chooses on the validation ones."""
+                ...  # TODO
         '''),
         solution_code=_code('''
             import numpy as np
@@ -303,20 +376,21 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                     return (flagged & is_ai).sum() / is_ai.sum() - (flagged & ~is_ai).sum() / (~is_ai).sum()
                 return max(np.unique(p_ai), key=j)
 
-            threshold = youden_threshold(y_val, p_val)
-            flagged, is_ai = p_test >= threshold, y_test == 0
-            test_tpr = (flagged & is_ai).sum() / is_ai.sum()
-            test_tnr = (~flagged & ~is_ai).sum() / (~is_ai).sum()
+            def test_rates(y_val, p_val, y_test, p_test):
+                """(TPR, TNR) on the test scores at the threshold youden_threshold chooses on the validation ones."""
+                flagged, is_ai = p_test >= youden_threshold(y_val, p_val), y_test == 0
+                return (flagged & is_ai).sum() / is_ai.sum(), (~flagged & ~is_ai).sum() / (~is_ai).sum()
         '''),
         data_fn=_threshold_data,
-        forbidden=("detectlib.evaluation.choose_threshold",),
+        forbidden=("detectlib.evaluation.metrics.*", *_BY_HAND_RATES),
     ),
     Question(
         "q3", "What AUC means", ("auc_by_pairs",), _check_auc,
         hints=("Forget thresholds: pair every fake with every photo and ask, in how many pairs does the fake get the "
                "higher p(ai)? A tie is worth half a pair.",
-               "fakes = p_ai[y_true == 0], reals = p_ai[y_true == 1]; fakes[:, None] > reals[None, :] compares every "
-               "pair at once; take its mean, and add half the mean of the ties (==)."),
+               "Boolean indexing (p_ai[mask]) splits the scores by class; numpy broadcasting (a column against a row, "
+               "via [:, None] and [None, :]) compares every pair at once, and the mean of a boolean array is a "
+               "share."),
         setup=_code("""
             y_true, p_ai = ex.q1.data()
             print("dl.evaluation.roc_auc:", dl.evaluation.roc_auc(y_true, p_ai))
@@ -337,14 +411,15 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 fakes, reals = p_ai[y_true == 0][:, None], p_ai[y_true == 1][None, :]
                 return (fakes > reals).mean() + (fakes == reals).mean() / 2
         '''),
-        forbidden=("detectlib.evaluation.roc_auc", "sklearn.metrics.roc_auc_score"),
+        forbidden=("detectlib.evaluation.metrics.*", "sklearn.metrics.roc_auc_score", "sklearn.metrics.roc_curve",
+                   "sklearn.metrics.auc", "scipy.stats.mannwhitneyu", "scipy.stats.rankdata"),
     ),
     Question(
         "q4", "Read a cross-generator matrix", ("off_diagonal_mean", "most_general"), _check_cross,
         hints=("The diagonal is each head on its own generator, the number everyone reports; the rest is the "
                "question that matters: a generator the head never saw. Read rows for training generators.",
-               "np.eye(n, dtype=bool) marks the diagonal; auc[~mask].mean() averages the rest. For each row i, "
-               "average cross.auc[i] without column i; the best row's name is cross.train_generators[i]."),
+               "numpy.eye(n, dtype=bool) marks a diagonal, and ~ flips a mask; boolean indexing keeps the values a "
+               "mask marks. numpy.argmax gives the position of the largest value, and names[i] its name."),
         setup=_code("""
             cross = ex.q4.data()  # cross.auc[i, j]: head trained on generator i, tested on generator j
             print(dl.labels.format_table(cross.rows("auc")))
@@ -356,7 +431,9 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
                 ...  # TODO
 
-            most_general = ...  # TODO: name of the training generator whose head does best on the *other* ones
+            def most_general(auc, names):
+                """The name of the training generator (row) whose head does best on the *other* generators."""
+                ...  # TODO
         '''),
         solution_code=_code('''
             import numpy as np
@@ -365,12 +442,14 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                 """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
                 return auc[~np.eye(len(auc), dtype=bool)].mean()
 
-            others = ~np.eye(len(cross.train_generators), dtype=bool)  # True off the diagonal
-            row_means = [cross.auc[i][others[i]].mean() for i in range(len(cross.train_generators))]
-            most_general = cross.train_generators[int(np.argmax(row_means))]
+            def most_general(auc, names):
+                """The name of the training generator (row) whose head does best on the *other* generators."""
+                others = ~np.eye(len(names), dtype=bool)  # True off the diagonal
+                row_means = [auc[i][others[i]].mean() for i in range(len(names))]
+                return names[int(np.argmax(row_means))]
         '''),
         data_fn=_cross_data,
-        forbidden=("detectlib.workflows.CrossGenerator.off_diagonal",),
+        forbidden=("detectlib.workflows.transfer.*",),
     ),
     _prediction_question(
         "q5", "Predict, then read WILD",
@@ -379,8 +458,8 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
          "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild,
         hints=("The ConvNeXt only ever met the kit's three small generators, at the kit's own size. WILD's fakes "
                "come from dozens of text-to-image models, its photos from other cameras.",
-               "Lesson 04's WILD v2 table prints each detector's AUC with its interval (dl.evaluation."
-               "describe_entry); the ConvNeXt's row is the one to read."),
+               "help(dl.evaluation.group_bootstrap_ci) explains the interval the check reads. Compare what the "
+               "ConvNeXt saw in training (lesson 02's generators and size) with how WILD was made (lesson 04)."),
         todo='prediction = ...  # TODO: "above", "chance" or "below", written down before you run the check',
         solution_code=_code("""
             # A detector trained on three small generators learns their fingerprints; text-to-image models leave

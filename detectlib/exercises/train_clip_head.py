@@ -37,24 +37,33 @@ def _probe() -> ClipHeadDetector:
     return ClipHeadDetector(encoder=make_encoder("timm:tf_efficientnet_lite0:random"), weights_path=None)
 
 
-def _check_n_trained(n_trained: Any) -> str:
+def _probe_dims() -> list[int]:
+    """Embedding widths to check ``probe_size`` on: the probe's own, CLIP ViT-L/14's, and two drawn from a seed."""
+    return [_probe().encoder.dim, 1024, *(int(d) for d in np.random.default_rng(8).integers(16, 4096, 2))]
+
+
+def _check_probe_size(probe_size: Any) -> str:
+    from ..models.clip_head import make_head
+
+    fn = _function(probe_size, "probe_size")
+    for dim in _probe_dims():
+        on = f"{dim}-d embeddings"
+        got = _number(_run(fn, "probe_size", on, dim), "probe_size(...)")
+        expected = sum(p.numel() for p in make_head(dim).parameters() if p.requires_grad)
+        if got == expected:
+            continue
+        if got == dim:
+            raise Wrong(f"for {on} you return {got:g}, the embedding width: the Linear layer has one weight per "
+                        "dimension, plus a bias.")
+        if got == 2:
+            raise Wrong("2 is the number of trainable *tensors* (weight and bias); count the numbers in them.")
+        raise Wrong(f"for {on} you return {got:,g}, but the head trains {expected:,}. Look at detector.head: "
+                    "Dropout has nothing to learn, the Linear layer has one output.")
     probe = _probe()
-    dim = probe.encoder.dim
-    expected = sum(p.numel() for p in probe.parameters() if p.requires_grad)
     total = sum(p.numel() for p in probe.parameters())
-    got = _number(n_trained, "n_trained")
-    if got == expected:
-        return (f"{expected:,} of {total:,} numbers ({dim} weights and 1 bias); with CLIP ViT-L/14 (1024-d) the "
-                "reference trains 1,025. A head this small cannot learn to see: it can only find the direction "
-                "along which the frozen embeddings already separate.")
-    if got == total:
-        raise Wrong(f"{got:,.0f} counts the frozen encoder too; count only parameters with requires_grad.")
-    if got == dim:
-        raise Wrong(f"{got:g} is the embedding width: the Linear layer has one weight per dimension, plus a bias.")
-    if got == 2:
-        raise Wrong("2 is the number of trainable *tensors* (weight and bias); count the numbers: p.numel().")
-    raise Wrong(f"{got:,g} is not it: count the numbers of the parameters with requires_grad. Look at "
-                "detector.head: Dropout has none.")
+    return (f"{probe.encoder.dim + 1:,} of the probe's {total:,} numbers train; with CLIP ViT-L/14 (1024-d) the "
+            "reference trains 1,025. A head this small cannot learn to see: it can only find the direction along "
+            "which the frozen embeddings already separate.")
 
 
 def _check_image_key(image_key: Any) -> str:
@@ -166,24 +175,35 @@ def _measure_random_encoder() -> Measured:
 
 lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
     Question(
-        "q1", "How many numbers does the probe train?", ("n_trained",), _check_n_trained,
+        "q1", "How many numbers does the probe train?", ("probe_size",), _check_probe_size,
         hints=("The encoder is frozen; only the head learns. Dropout has nothing to learn.",
-               "Sum p.numel() over the parameters of detector with p.requires_grad; by hand, one weight per "
-               "embedding dimension plus one bias."),
+               "print(detector.head) shows its layers; torch.nn.Linear's docs say which tensors a Linear layer holds "
+               "and their shapes. To check yourself, count the numbers of detector's parameters that have "
+               "requires_grad (Tensor.numel)."),
         setup=_code("""
             detector = ex.q1.data()  # the reference's head behind a frozen encoder
             print(detector.encoder.description)
             print(detector.encoder.dim, "-d embeddings ->", detector.head)
         """),
-        todo="n_trained = ...  # TODO: how many numbers does training change?",
-        solution_code="n_trained = sum(p.numel() for p in detector.parameters() if p.requires_grad)",
+        todo=_code('''
+            def probe_size(dim):
+                """How many numbers training changes in the reference's head behind a frozen dim-d encoder."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
+            def probe_size(dim):
+                """How many numbers training changes in the reference's head behind a frozen dim-d encoder."""
+                return dim + 1  # one weight per embedding dimension, and one bias
+        '''),
         data_fn=_probe,
+        forbidden=("detectlib.models.clip_head.*",),
     ),
     Question(
         "q2", "A cache key from the content", ("image_key",), _check_image_key,
         hints=("A key must follow what the encoder sees, the image's content: a renamed copy must hit, an image "
                "edited in one pixel must miss. Names, sizes and dates do neither reliably.",
-               "Open the file in binary mode ('rb'), read its bytes and return hashlib.sha256(data).hexdigest()."),
+               "Python's open() has a binary mode that gives the file's bytes; the hashlib module's docs show how to "
+               "turn bytes into a hex digest (SHA-256 is a good choice)."),
         todo=_code('''
             import hashlib
 
@@ -199,14 +219,14 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 with open(path, "rb") as f:
                     return hashlib.sha256(f.read()).hexdigest()
         '''),
-        forbidden=("detectlib.models.file_digest",),
+        forbidden=("detectlib.models.features.*",),
     ),
     Question(
         "q3", "p(ai) from the CLIP score", ("p_ai_from_score",), _check_p_ai,
         hints=("The head's score is a probability of *real* stretched to [-1, 1]. Undo the stretch, then take the "
                "other class.",
-               "score = 2·p(real) − 1 and p(ai) = 1 − p(real); solve for p(ai) with plain arithmetic, which works "
-               "on numbers and numpy arrays alike."),
+               "Write the two relations down: score = 2·p(real) − 1 and p(ai) = 1 − p(real). Solve them for p(ai) "
+               "on paper; plain arithmetic (+, −, /) works on numbers and numpy arrays alike."),
         setup=_code("""
             scores = ex.q3.data()  # CLIP-head scores in [-1, 1]: > 0 real, <= 0 AI
             print(scores.round(2))
@@ -222,13 +242,13 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 return (1 - score) / 2
         '''),
         data_fn=_clip_scores,
-        forbidden=("detectlib.models.Detector.p_ai", "detectlib.models.p_ai_from_score"),
+        forbidden=("detectlib.models.Detector.p_ai", "detectlib.models.clip_head.*"),
     ),
     Question(
         "q4", "The reference's decision", ("label_from_score",), _check_label,
         hints=("One comparison with 0 decides; the only question is which side 0 itself falls on.",
-               "A score > 0 is a real photo ('nature'); anything else, 0 included, is 'ai' (the folder names, "
-               "dl.CLASSES)."),
+               "Python's conditional expression (x if condition else y) does it in one line; the names to return "
+               "are the class folders, dl.CLASSES, and help(dl.models.p_ai_from_score) says which sign means real."),
         setup="print(dl.CLASSES)",
         todo=_code('''
             def label_from_score(score):
@@ -240,7 +260,7 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
                 """The reference's decision for one score: "ai" or "nature" (the class folder names)."""
                 return "nature" if score > 0 else "ai"
         '''),
-        forbidden=("detectlib.labels.predicted_class",),
+        forbidden=("detectlib.labels.*", "detectlib.evaluation.metrics.predict_labels", "detectlib.models.clip_head.*"),
     ),
     _prediction_question(
         "q5", "Predict, then read the encoder comparison",
@@ -248,8 +268,8 @@ lesson03 = Lesson("03_train_clip_head", "Linear probing a frozen encoder", [
          "some": "they lose 0.05 to 0.2", "most": "they lose more than 0.2"}, _measure_random_encoder,
         hints=("A head of d + 1 numbers can only find a direction in which the embeddings already separate. Would "
                "random features of a big network separate these fakes anyway?",
-               "Lesson 03's comparison table trains the same head behind the profile's encoder and behind the same "
-               "architecture with random weights; compare their AUC-ROC."),
+               "help(dl.models.random_counterpart) says what the comparison swaps. Think about what random "
+               "convolutions still pass on (colour, noise, sharpness) and whether these fakes differ in those."),
         todo='prediction = ...  # TODO: "little", "some" or "most", written down before you run the check',
         solution_code=_code("""
             # Random projections keep some low-level statistics (colour, noise), so a head behind random weights

@@ -10,8 +10,6 @@ import numpy as np
 
 from ..training.loop import History
 from .core import (
-    NOT_ATTEMPTED,
-    PLACEHOLDERS,
     Lesson,
     Measured,
     NotAttempted,
@@ -136,40 +134,71 @@ def _check_val_transform(val_transform: Any) -> str:
     return "it matches dl.data.build_transforms(...)['val'], the transform that notebooks 02, 04 and 05 use."
 
 
-def _check_freeze(model: Any, n_trainable: Any) -> str:
-    import torch
+def _partly_frozen_models() -> list[torch.nn.Module]:
+    """Small networks the learner never saw, widths drawn from a seed, each with part of its layers frozen."""
+    from torch import nn
 
-    model = _given(model, "model")
-    if not isinstance(model, torch.nn.Module):
-        raise Wrong(f"`model` should be the ConvNeXt (a torch.nn.Module), but it is of type {type(model).__name__}.")
+    rng = np.random.default_rng(17)
+    width, hidden = (int(w) for w in rng.integers(3, 9, 2))
+    with _torch_seeded(17):
+        models = [nn.Sequential(nn.Conv2d(3, width, 3), nn.BatchNorm2d(width), nn.Flatten(), nn.Linear(width, 2)),
+                  nn.Sequential(nn.Linear(5, hidden), nn.ReLU(), nn.Linear(hidden, 3, bias=False))]
+    for model, frozen in zip(models, ("0.", "2."), strict=True):
+        for name, p in model.named_parameters():
+            p.requires_grad = not name.startswith(frozen)
+    return models
+
+
+def _check_frozen(model: torch.nn.Module) -> None:
+    """Raise ``Wrong`` unless exactly the parameters of ``model.head.fc`` train."""
     params = dict(model.named_parameters())
     training = sorted(name for name, p in params.items() if p.requires_grad)
     head = sorted(name for name in params if name.startswith("head.fc."))
-    total = sum(p.numel() for p in params.values())
-    if len(training) == len(params) and any(n_trainable is p for p in PLACEHOLDERS):
-        raise NotAttempted(f"every parameter still trains and `n_trainable` is not set yet: {NOT_ATTEMPTED}")
     if not training:
         raise Wrong("nothing trains any more: the new model.head.fc must keep requires_grad = True.")
     if len(training) == len(params):
-        raise Wrong(f"every parameter still trains ({total:,} numbers): set requires_grad = False on all "
-                    "parameters except those of model.head.fc.")
+        raise Wrong(f"every parameter still trains ({sum(p.numel() for p in params.values()):,} numbers): set "
+                    "requires_grad = False on all parameters except those of model.head.fc.")
     extra, frozen_head = sorted(set(training) - set(head)), sorted(set(head) - set(training))
     if frozen_head:
         raise Wrong(f"{frozen_head[0]} is frozen, but the new layer is what we train: keep head.fc trainable.")
     if extra:
         raise Wrong(f"{len(extra)} backbone tensor(s) still train, e.g. {extra[0]}: only head.fc should.")
-    got = _number(n_trainable, "n_trainable")
-    expected = sum(params[name].numel() for name in head)
-    if got == expected:
-        return (f"{expected:,} of {total:,} numbers train ({expected / total:.2%}): an epoch only updates the "
-                "head, which is why a frozen backbone (linear probing, lesson 03) trains so fast.")
-    if got == len(head):
-        raise Wrong(f"{got:g} is the number of trainable *tensors*; count the numbers in them: p.numel().")
-    if got == total:
-        raise Wrong(f"{got:,.0f} counts every parameter; count only those with p.requires_grad.")
-    if got == params["head.fc.weight"].numel():
-        raise Wrong(f"{got:,.0f} counts the weights of head.fc only; its bias trains too.")
-    raise Wrong(f"n_trainable = {got:,g} is not the count of numbers with requires_grad in your model.")
+
+
+def _count_feedback(got: float, model: torch.nn.Module, on: str) -> None:
+    """Raise ``Wrong`` naming the slip when ``got`` is not the number of trainable numbers of ``model``."""
+    params = [(name, p) for name, p in model.named_parameters()]
+    trainable = [(name, p) for name, p in params if p.requires_grad]
+    if got == sum(p.numel() for _, p in trainable):
+        return
+    if got == len(trainable):
+        raise Wrong(f"on {on} you return {got:g}, the number of trainable *tensors*; count the numbers in them.")
+    if got == sum(p.numel() for _, p in params):
+        raise Wrong(f"on {on} you return {got:,.0f}, every parameter; count only those with requires_grad.")
+    if got == sum(p.numel() for name, p in trainable if name.endswith("weight")):
+        raise Wrong(f"on {on} you count the weights only; the biases train too.")
+    raise Wrong(f"on {on} count_trainable returns {got:,g}, not the count of numbers with requires_grad.")
+
+
+def _check_freeze(model: Any, count_trainable: Any) -> str:
+    import torch
+
+    model = _given(model, "model")
+    if not isinstance(model, torch.nn.Module):
+        raise Wrong(f"`model` should be the ConvNeXt (a torch.nn.Module), but it is of type {type(model).__name__}.")
+    if all(p.requires_grad for p in model.parameters()):
+        raise NotAttempted("every parameter of `model` still trains: freeze all but model.head.fc in the TODO cell, "
+                           "then run this check again.")
+    _check_frozen(model)
+    fn = _function(count_trainable, "count_trainable")
+    for on, net in (("your frozen ConvNeXt", model),
+                    *((f"a small network you have not seen ({i})", m) for i, m in enumerate(_partly_frozen_models(), 1))):
+        _count_feedback(_number(_run(fn, "count_trainable", on, net), "count_trainable(...)"), net, on)
+    head = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return (f"{head:,} of {total:,} numbers train ({head / total:.2%}): an epoch only updates the head, which is "
+            "why a frozen backbone (linear probing, lesson 03) trains so fast.")
 
 
 def _history(val_loss: list[float], val_correct: list[int], n_val: int = 40) -> History:
@@ -189,9 +218,20 @@ def _overfit_history() -> History:
 
 
 def _other_histories() -> list[History]:
-    """Histories the learner never saw: a clear best, and a three-way tie on accuracy (no hard-coding pays)."""
+    """Histories the learner never saw: a clear best, a three-way tie on accuracy, and two drawn from seeds."""
     return [_history([0.70, 0.55, 0.41, 0.44, 0.52], [20, 28, 34, 31, 30]),
-            _history([0.69, 0.50, 0.45, 0.46, 0.43, 0.47], [21, 30, 32, 32, 32, 29])]
+            _history([0.69, 0.50, 0.45, 0.46, 0.43, 0.47], [21, 30, 32, 32, 32, 29]),
+            *(_random_history(seed) for seed in (51, 52))]
+
+
+def _random_history(seed: int, epochs: int = 7) -> History:
+    """A seeded history whose validation loss falls, then rises at least once; accuracies from a narrow range, so
+    ties are likely."""
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(-0.12, 0.06, epochs - 1)
+    steps[int(rng.integers(2, epochs - 1))] = abs(steps.max()) + 0.02  # one rise, at least
+    val_loss = np.round(0.7 + np.concatenate([[0.0], np.cumsum(steps)]), 3)
+    return _history([float(v) for v in val_loss], [int(c) for c in rng.integers(27, 33, epochs)])
 
 
 def _overfit_start(history: History) -> int:
@@ -201,44 +241,59 @@ def _overfit_start(history: History) -> int:
                 and b["train_loss"] < a["train_loss"])
 
 
-def _check_best_epoch(pick_best: Any, overfit_from: Any) -> str:
-    fn = _function(pick_best, "pick_best")
-    for history in (_overfit_history(), *_other_histories()):
-        rows = {row["epoch"]: row for row in history.epochs}
-        on = f"a history of {len(rows)} epochs"
-        got = _number(_run(fn, "pick_best", on, [dict(r) for r in history.epochs]), "pick_best(...)")
-        best = history.best()
-        if got == best["epoch"]:
-            continue
-        if got not in rows:
-            raise Wrong(f"on {on} pick_best returns {got:g}, but the epochs run from 1 to {len(rows)}; return "
-                        "row['epoch'], not a position in the list.")
-        row = rows[int(got)]
-        by = {key: min(rows.values(), key=lambda r: r[key])["epoch"] for key in ("train_loss", "val_loss")}
-        if got == by["train_loss"] and got != by["val_loss"]:
-            raise Wrong(f"on {on} you pick epoch {got:g}, the lowest *training* loss, which over-fits most: best.pth "
-                        "is chosen on the validation accuracy.")
-        if row["val_acc"] == best["val_acc"]:
-            raise Wrong(f"on {on} epochs {got:g} and {best['epoch']} tie on validation accuracy "
-                        f"({row['val_acc']:.3f}); a tie goes to the lower validation loss.")
-        if got == by["val_loss"]:
-            raise Wrong(f"on {on} you pick epoch {got:g}, the lowest validation loss, but best.pth is chosen by the "
-                        "highest validation *accuracy*; the validation loss only breaks ties.")
-        raise Wrong(f"on {on} epoch {got:g} has val acc {row['val_acc']:.3f}; another epoch has a higher one.")
-    history = _overfit_history()
+def _pick_feedback(got: float, history: History, on: str) -> None:
+    """Raise ``Wrong`` naming the slip when ``got`` is not the epoch ``History.best`` picks."""
+    rows = {row["epoch"]: row for row in history.epochs}
+    best = history.best()
+    if got == best["epoch"]:
+        return
+    if got not in rows:
+        raise Wrong(f"on {on} pick_best returns {got:g}, but the epochs run from 1 to {len(rows)}; return "
+                    "row['epoch'], not a position in the list.")
+    row = rows[int(got)]
+    by = {key: min(rows.values(), key=lambda r: r[key])["epoch"] for key in ("train_loss", "val_loss")}
+    if got == by["train_loss"] and got != by["val_loss"]:
+        raise Wrong(f"on {on} you pick epoch {got:g}, the lowest *training* loss, which over-fits most: best.pth "
+                    "is chosen on the validation accuracy.")
+    if row["val_acc"] == best["val_acc"]:
+        raise Wrong(f"on {on} epochs {got:g} and {best['epoch']} tie on validation accuracy "
+                    f"({row['val_acc']:.3f}); a tie goes to the lower validation loss.")
+    if got == by["val_loss"]:
+        raise Wrong(f"on {on} you pick epoch {got:g}, the lowest validation loss, but best.pth is chosen by the "
+                    "highest validation *accuracy*; the validation loss only breaks ties.")
+    raise Wrong(f"on {on} epoch {got:g} has val acc {row['val_acc']:.3f}; another epoch has a higher one.")
+
+
+def _start_feedback(got: float, history: History, on: str) -> None:
+    """Raise ``Wrong`` naming the slip when ``got`` is not the first epoch whose validation loss rises."""
+    start, rows = _overfit_start(history), history.epochs
+    if got == start:
+        return
+    later = [e for e in range(start + 1, len(rows) + 1) if rows[e - 1]["val_loss"] > rows[e - 2]["val_loss"]]
+    if got in later:
+        raise Wrong(f"on {on} the validation loss rises at epoch {got:g}, but it rose earlier already; look for "
+                    "the first epoch whose validation loss is above the one before.")
+    if got == history.best()["epoch"]:
+        raise Wrong(f"on {on} epoch {got:g} is the best checkpoint, not where over-fitting starts: compare each "
+                    "epoch's validation loss with the epoch before.")
+    raise Wrong(f"on {on} at epoch {got:g} the validation loss does not rise above the epoch before while the "
+                "training loss falls.")
+
+
+def _check_best_epoch(pick_best: Any, overfit_start: Any) -> str:
+    picker = _function(pick_best, "pick_best")
+    histories = (_overfit_history(), *_other_histories())
+    for i, history in enumerate(histories):
+        on = "question 4's history" if i == 0 else f"a history of {len(history.epochs)} epochs you have not seen"
+        got = _number(_run(picker, "pick_best", on, [dict(r) for r in history.epochs]), "pick_best(...)")
+        _pick_feedback(got, history, on)
+    starter = _function(overfit_start, "overfit_start")
+    for i, history in enumerate(histories):
+        on = "question 4's history" if i == 0 else f"a history of {len(history.epochs)} epochs you have not seen"
+        got = _number(_run(starter, "overfit_start", on, [dict(r) for r in history.epochs]), "overfit_start(...)")
+        _start_feedback(got, history, on)
+    history = histories[0]
     start, best = _overfit_start(history), history.best()
-    got = _number(overfit_from, "overfit_from")
-    if got != start:
-        later = [e for e in range(start + 1, len(history.epochs) + 1)
-                 if history.epochs[e - 1]["val_loss"] > history.epochs[e - 2]["val_loss"]]
-        if got in later:
-            raise Wrong(f"the validation loss rises at epoch {got:g}, but it rose earlier already; look for the first "
-                        "epoch whose validation loss is above the one before.")
-        if got == best["epoch"]:
-            raise Wrong(f"epoch {got:g} is the best checkpoint, not where over-fitting starts: compare each epoch's "
-                        "validation loss with the epoch before.")
-        raise Wrong(f"at epoch {got:g} the validation loss does not rise above the epoch before while the training "
-                    "loss falls.")
     return (f"best.pth is epoch {best['epoch']} (val acc {best['val_acc']:.3f}), chosen by the same rule as "
             f"History.best(); the validation loss already rose at epoch {start}. Accuracy can still tie or climb "
             "while the loss worsens: the model grows over-confident on the images it gets wrong.")
@@ -263,8 +318,9 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
         "q1", "Swap the head", ("model",), _check_swap_head,
         hints=("Keep everything the network has learnt and replace only the very last layer, the one that maps "
                "features to ImageNet's classes, by one that maps them to ours.",
-               "model.head.fc is a torch.nn.Linear(in_features, 1000). Assign a new "
-               "torch.nn.Linear(model.head.fc.in_features, len(dl.CLASSES)) to model.head.fc."),
+               "print(model.head) names its layers; torch.nn.Linear's docs give its two sizes, the old layer keeps "
+               "its input size as an attribute, and dl.CLASSES lists our classes. A submodule is replaced by plain "
+               "attribute assignment."),
         setup=_code("""
             model = ex.q1.data()  # the profile's ConvNeXt with ImageNet's 1000-class head (random weights)
             print(model.head)
@@ -285,9 +341,9 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
         "q2", "The validation transform", ("val_transform",), _check_val_transform,
         hints=("Three steps, always the same for one image: give it the network's size, turn it into numbers, and "
                "scale those numbers the way the pretrained network saw them. Nothing random.",
-               "transforms.Compose([...]) chains transforms.Resize((IMG_SIZE, IMG_SIZE)) (a tuple: both sides), "
-               "transforms.ToTensor() (floats in [0, 1], channels first) and "
-               "transforms.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD)."),
+               "torchvision's transforms docs: Compose chains steps; read what Resize does with one number and with "
+               "a pair, what ToTensor returns, and which two constants Normalize takes (the kit's are "
+               "dl.data.IMAGENET_MEAN and dl.data.IMAGENET_STD)."),
         setup=f"IMG_SIZE = {_TRANSFORM_SIZE}  # the reference uses 224",
         todo=_code("""
             from torchvision import transforms
@@ -303,36 +359,44 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
                 transforms.Normalize(dl.data.IMAGENET_MEAN, dl.data.IMAGENET_STD),
             ])
         """),
-        forbidden=("detectlib.data.build_transforms", "detectlib.data.ImageTransform.__call__"),
+        forbidden=("detectlib.data.transforms.*",),
     ),
     Question(
-        "q3", "Freeze the backbone", ("model", "n_trainable"), _check_freeze,
+        "q3", "Freeze the backbone", ("model", "count_trainable"), _check_freeze,
         hints=("The optimiser only changes parameters that ask for a gradient; switch that off everywhere but in "
                "the new layer, then count numbers, not tensors.",
-               "Loop over model.named_parameters() and set p.requires_grad = name.startswith('head.fc.'). Then add "
-               "up p.numel() over the parameters whose requires_grad is True."),
+               "model.named_parameters() yields (name, tensor) pairs, and every tensor has a requires_grad flag you "
+               "can set; the new layer's names start with 'head.fc.'. Tensor.numel() counts the numbers in one "
+               "tensor."),
         setup=_code("""
             model = ex.q3.data()  # a fresh 2-class ConvNeXt
             print(f"{sum(p.numel() for p in model.parameters()):,} numbers in all")
         """),
-        todo=_code("""
-            ...  # TODO: freeze every parameter except those of model.head.fc
-            n_trainable = ...  # TODO: how many numbers will the optimiser still change?
-        """),
-        solution_code=_code("""
+        todo=_code('''
+            ...  # TODO: freeze every parameter of model except those of model.head.fc
+
+            def count_trainable(model):
+                """How many numbers the optimiser will still change in any torch model."""
+                ...  # TODO
+        '''),
+        solution_code=_code('''
             for name, p in model.named_parameters():
                 p.requires_grad = name.startswith("head.fc.")
-            n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        """),
+
+            def count_trainable(model):
+                """How many numbers the optimiser will still change in any torch model."""
+                return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        '''),
         data_fn=lambda: _imagenet_convnext(num_classes=2),
     ),
     Question(
-        "q4", "Which epoch becomes best.pth, and when does over-fitting start?", ("pick_best", "overfit_from"),
+        "q4", "Which epoch becomes best.pth, and when does over-fitting start?", ("pick_best", "overfit_start"),
         _check_best_epoch,
         hints=("best.pth is chosen by one number measured on images the model does not train on; a second number "
                "breaks ties. Over-fitting shows first in the validation *loss*, while the training loss still falls.",
-               "pick_best: max over the rows with the key (row['val_acc'], -row['val_loss']), return its 'epoch'. "
-               "overfit_from: walk the rows in pairs and stop at the first whose val_loss is above the previous one."),
+               "Python's max() takes a key function, and a key may be a tuple, compared item by item (so its second "
+               "item breaks ties; negate a number to prefer it small). zip(rows, rows[1:]) walks neighbouring "
+               "epochs; next() takes the first item of a generator."),
         setup=_code("""
             history = ex.q4.data()  # what dl.training.fit returned after 8 epochs
             for row in history.epochs:
@@ -344,18 +408,21 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
                 """The epoch number dl.training.fit saves as best.pth, from a list of rows like history.epochs."""
                 ...  # TODO
 
-            overfit_from = ...  # TODO: the first epoch whose val loss rises above the epoch before (train loss falling)
+            def overfit_start(epochs):
+                """The first epoch whose val loss rises above the epoch before (the train loss falls throughout)."""
+                ...  # TODO
         '''),
         solution_code=_code('''
             def pick_best(epochs):
                 """The epoch number dl.training.fit saves as best.pth, from a list of rows like history.epochs."""
                 return max(epochs, key=lambda row: (row["val_acc"], -row["val_loss"]))["epoch"]
 
-            rows = history.epochs
-            overfit_from = next(b["epoch"] for a, b in zip(rows, rows[1:]) if b["val_loss"] > a["val_loss"])
+            def overfit_start(epochs):
+                """The first epoch whose val loss rises above the epoch before (the train loss falls throughout)."""
+                return next(b["epoch"] for a, b in zip(epochs, epochs[1:]) if b["val_loss"] > a["val_loss"])
         '''),
         data_fn=_overfit_history,
-        forbidden=("detectlib.training.History.best",),
+        forbidden=("detectlib.training.loop.*", "detectlib.training.convnext.*"),
     ),
     _prediction_question(
         "q5", "Predict, then read the training curves",
@@ -364,8 +431,8 @@ lesson02 = Lesson("02_train_convnext", "Train a ConvNeXt detector", [
          "fits": "training and validation accuracy both high and close"}, _measure_fit,
         hints=("Ask what the network starts from (random weights or pretrained?) and how many images it sees. Few "
                "images and a big network over-fit; a task it cannot yet see under-fits.",
-               "The lesson's loss and accuracy curves (loss_curve.png, val_accuracy_curve.png) show the last "
-               "epoch's training and validation accuracy; dl.training.fit_verdict puts the rule in words."),
+               "help(dl.training.fit_kind) states the rule the check applies to the run. Reason from the profile's "
+               "settings (dl.get_profile(): epochs, images per class) rather than from the curves."),
         todo='prediction = ...  # TODO: "under-fits", "over-fits" or "fits", written down before you run the check',
         solution_code=_code("""
             # From scratch on a few hundred small images, a ConvNeXt usually cannot yet tell these fakes apart: its
