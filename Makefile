@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 # Executed copies land in build/executed/ (git-ignored); the committed notebooks stay stripped. The figures it
 # writes (figures/, shown in the README) speak English, like the lessons' prose: DETECTLIB_LANG=en.
 DEMO_ENV := $(OFFLINE) DETECTLIB_PROFILE=demo DETECTLIB_LANG=en
+# DETECTLIB_SEED=1 make demo redraws every seed the demo uses; the README's results come from the last run's
+# executed notebooks only (build/executed/ is emptied first, so no lesson of an older run is read).
 demo: $(STAMP)
+	rm -rf build/executed
 	$(DEMO_ENV) $(BIN)/python -m detectlib.synth
 	$(DEMO_ENV) $(BIN)/python -m detectlib.wild
 	for nb in notebooks/[0-9]*.ipynb; do \

@@ -1,6 +1,6 @@
 """Grad-CAM on one image from the command line (reference §6).
 
-Introduced in notebook 05::
+Introduced in notebook 06::
 
     python -m detectlib.gradcam_infer --image_path example.jpg \\
         --model_path models/saved_models/epoch_5.pth --target_layer "stages.2.blocks.4.conv_dw"

@@ -1,4 +1,4 @@
-"""``python -m detectlib.infer``: the reference's standard inference (notebook 04).
+"""``python -m detectlib.infer``: the reference's standard inference (notebook 07, the appendix).
 
     python -m detectlib.infer --image_path example.jpg --model_path models/saved_models/epoch_5.pth
     🔍 Predicción: Real

@@ -305,7 +305,7 @@ def plot_robustness(rows, path: Path | str | None = None, data: str = ""):
     return _saved(fig, path)
 
 
-# --------------------------------------------------------------------- Grad-CAM heatmaps (explain.py, notebook 05)
+# --------------------------------------------------------------------- Grad-CAM heatmaps (explain.py, notebook 06)
 
 
 def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, alpha: float = 0.45,
@@ -314,7 +314,7 @@ def plot_heatmap_grid(images, rows, col_titles=None, title: str | None = None, a
                       detector: str = "", data: str = ""):
     """Images on top, then one row of heatmap overlays per entry of ``rows`` (name -> one map per image).
 
-    One figure for every comparison of notebook 05: rows are layers (layer by layer), detectors (CLIP vs
+    One figure for every comparison of notebook 06: rows are layers (layer by layer), detectors (CLIP vs
     ConvNeXt) or CAM methods; columns are images (fakes next to reals). Maps are drawn on ``images`` as given:
     pass ``Explanation.views`` (what each detector saw, e.g. the CLIP head's centre crop).
 

@@ -1,40 +1,77 @@
-"""``python -m detectlib.readme``: write the README's in-the-wild block from the last run's ``results/wild.json``
-(``make demo`` runs it last), and keep a copy beside the figures of the same run, ``figures/wild.json``, which the
-test suite reads to check that the README still says what that run measured."""
+"""``python -m detectlib.readme``: write the README's results from the last ``make demo`` (it runs this last).
+
+Two blocks, each from one run and nothing else: the lessons' takeaways as the executed notebooks in
+``build/executed/`` printed them (kept as ``figures/demo_run.json``, also rendered into the teacher's guide), and
+the in-the-wild table from ``results/wild.json`` (kept as ``figures/wild.json``). The copies sit beside the figures of
+the same run; ``--check`` compares the README and TEACHERS.md with them, which the test suite does.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from .cli import command
-from .config import get_paths
+from .config import cpu_capabilities, get_paths, get_profile, seed_of
+from .evaluation.demo_run import (
+    DEMO_RUN_JSON,
+    README_MARKERS,
+    TEACHERS_MARKERS,
+    collect_run,
+    demo_markdown,
+    replace_block,
+    teachers_markdown,
+)
 from .evaluation.wild_report import WILD_JSON, read_wild_json, replace_readme_block, wild_markdown
 from .files import atomic_write
+
+TEACHERS = Path("notebooks") / "exercises" / "TEACHERS.md"
+
+
+def _rendered(root: Path, record: dict, wild: dict) -> dict[Path, str]:
+    """README.md and TEACHERS.md as they must read for this run's record and WILD report."""
+    readme = root / "README.md"
+    text = replace_block(readme.read_text(encoding="utf-8"), README_MARKERS, demo_markdown(record))
+    teachers = root / TEACHERS
+    return {readme: replace_readme_block(text, wild_markdown(wild)),
+            teachers: replace_block(teachers.read_text(encoding="utf-8"), TEACHERS_MARKERS, teachers_markdown(record))}
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m detectlib.readme [--check]``: fill (or, with ``--check``, compare) the README's WILD block."""
+    """``python -m detectlib.readme [--check]``: fill (or, with ``--check``, compare) the generated blocks."""
     parser = argparse.ArgumentParser(prog="python -m detectlib.readme", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 when README.md differs from figures/wild.json instead of writing")
+                        help="exit 1 when README.md or TEACHERS.md differ from figures/ instead of writing")
     args = parser.parse_args(argv)
     paths = get_paths()
-    readme = paths.root / "README.md"
-    source = paths.figures / WILD_JSON if args.check else paths.results / WILD_JSON
-    report = read_wild_json(source)
-    if report is None:
-        raise FileNotFoundError(f"{source}: no WILD results; run notebook 04 (make demo) first")
-    text = readme.read_text(encoding="utf-8")
-    updated = replace_readme_block(text, wild_markdown(report))
     if args.check:
-        print("README's WILD block is current" if updated == text else f"README's WILD block differs from {source}")
-        return 0 if updated == text else 1
-    atomic_write(readme, lambda tmp: tmp.write_text(updated, encoding="utf-8"))
-    atomic_write(paths.figures / WILD_JSON, lambda tmp: shutil.copyfile(source, tmp))
-    print(f"README.md's WILD block written from {source}; copy kept as {paths.figures / WILD_JSON}")
+        record = json.loads((paths.figures / DEMO_RUN_JSON).read_text(encoding="utf-8"))
+        wild_source = paths.figures / WILD_JSON
+    else:
+        executed = sorted((paths.root / "build" / "executed").glob("[0-9][0-9]_*.ipynb"))
+        if not executed:
+            raise FileNotFoundError(f"{paths.root / 'build' / 'executed'}: no executed notebooks; run make demo first")
+        record = collect_run(executed, seed=seed_of(), profile=get_profile().name, machine=cpu_capabilities())
+        wild_source = paths.results / WILD_JSON
+    wild = read_wild_json(wild_source)
+    if wild is None:
+        raise FileNotFoundError(f"{wild_source}: no WILD results; run notebook 05 (make demo) first")
+    rendered = _rendered(paths.root, record, wild)
+    if args.check:
+        stale = [path.name for path, text in rendered.items() if path.read_text(encoding="utf-8") != text]
+        print(f"{', '.join(stale)} differ from figures/{DEMO_RUN_JSON} and figures/{WILD_JSON}" if stale
+              else "README.md and TEACHERS.md say what the committed run printed")
+        return 1 if stale else 0
+    for path, text in rendered.items():
+        atomic_write(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(paths.figures / DEMO_RUN_JSON, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(paths.figures / WILD_JSON, lambda tmp: shutil.copyfile(wild_source, tmp))
+    print(f"README.md and TEACHERS.md written from {len(record['lessons'])} executed notebooks and {wild_source}; "
+          f"copies kept in {paths.figures}")
     return 0
 
 

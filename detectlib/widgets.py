@@ -1,6 +1,6 @@
 """The image probe: give it any image, see both detectors' scores and where they look.
 
-Introduced in notebook 05. An image comes from an upload box, a dataset sample, or a path/URL typed in a text box
+Introduced in notebook 06. An image comes from an upload box, a dataset sample, or a path/URL typed in a text box
 (Colab's upload widget can fail on files over about 1 MB). The probe shows p(ai) from every detector (and the
 CLIP head's own score in [-1, 1]), the label at a threshold set with a slider, and a Grad-CAM heatmap for a layer
 chosen in a dropdown. A bad file becomes a message inside the widget, never a traceback.
@@ -113,7 +113,7 @@ def _shows_errors(method: Callable) -> Callable:
 
 class ImageProbe:
     """The probe widget. ``detectors``: display name -> loaded ``models.Detector`` (any kind); ``samples``:
-    display name -> image path for the dropdown; ``wild_report``: notebook 04's ``results/wild.json`` (read from
+    display name -> image path for the dropdown; ``wild_report``: notebook 05's ``results/wild.json`` (read from
     the profile's results folder when not given), whose entries say, beside each verdict, how that detector did
     on real-world images. Building it runs no model; ``probe.widget`` is what to display.
     """
@@ -235,7 +235,7 @@ class ImageProbe:
         if unproven:
             note = ("<p><b>Not evidence:</b> " + html.escape(", ".join(unproven)) + " learned only from the kit's own "
                     "fakes (or the checkpoint does not say what it learned from). On a real-world photo or a "
-                    "text-to-image output its score is a guess, however confident it looks: notebook 04 measures "
+                    "text-to-image output its score is a guess, however confident it looks: notebook 05 measures "
                     "it on WILD.</p>")
         self.scores.value = ("<table><tr><th>detector</th><th>p(ai)</th><th>CLIP score</th>"
                              f"<th>label at p(ai) ≥ {self.threshold.value:.2f}</th><th>trained on</th>"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detectlib import readme
-from detectlib.evaluation import wild_report
+from detectlib.evaluation import demo_run, wild_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,13 +42,51 @@ def test_the_block_replaces_only_what_lies_between_the_markers():
         wild_report.replace_readme_block("no markers", "NEW")
 
 
-def test_readme_equals_the_committed_run(monkeypatch, capsys):
-    """The README's block equals what figures/wild.json (copied there by the run that drew the figures) says."""
+def test_the_committed_wild_report_has_the_schema_the_block_reads():
+    """figures/wild.json is copied there by the run that drew the figures; the README's block is checked against
+    it below, with the takeaways."""
     committed = ROOT / "figures" / wild_report.WILD_JSON
     assert committed.is_file(), "figures/wild.json is missing: run make demo and commit figures/"
     report = json.loads(committed.read_text())
     assert {"name", "checkpoint", "auc", "ci", "balanced_auc", "per_category", "n_ai", "n_real"} <= set(
         report["detectors"][0])
+
+
+def _notebook(lines: list[str], start: str = "2026-12-03T10:00:00.000Z", end: str = "2026-12-03T10:02:30.000Z") -> dict:
+    timing = {"iopub.execute_input": start, "shell.execute_reply": end}
+    return {"cells": [
+        {"cell_type": "code", "metadata": {"execution": timing}, "source": "x = 1", "outputs": []},
+        {"cell_type": "markdown", "metadata": {}, "source": ["## Takeaways\n", "\n", "Read from this run:"]},
+        {"cell_type": "code", "metadata": {"execution": timing}, "source": "print(...)",
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": [line + "\n" for line in lines]}]},
+        {"cell_type": "markdown", "metadata": {}, "source": "## Recap"}]}
+
+
+def test_the_takeaways_are_read_word_for_word_from_the_executed_cells(tmp_path):
+    lines = ["1. On the kit's fakes X ranks best (AUC 0.871).", "2. Over seeds: unstable: 2 of 3 seeds say fits."]
+    (tmp_path / "01_a.ipynb").write_text(json.dumps(_notebook(lines)))
+    (tmp_path / "02_b.ipynb").write_text(json.dumps(_notebook(["1. Only one line."], end="2026-12-03T10:10:00.000Z")))
+    record = demo_run.collect_run(sorted(tmp_path.glob("*.ipynb")), seed=3, profile="demo",
+                                  machine={"model": "CPU X", "cores": 2, "avx512f": False})
+    assert record["date"] == "2026-12-03" and record["seed"] == 3
+    assert [lesson["seconds"] for lesson in record["lessons"]] == [300, 1200]  # two timed cells each
+    assert record["lessons"][0]["takeaways"] == lines
+    block = demo_run.demo_markdown(record)
+    assert "seed 3" in block and "CPU X, 2 cores (no AVX-512 or AMX)" in block and "25 min" in block
+    for line in lines:
+        assert f"- {line.split('. ', 1)[1]}" in block
+    assert "Only one line." in demo_run.teachers_markdown(record)
+    (tmp_path / "03_c.ipynb").write_text(json.dumps({"cells": []}))
+    with pytest.raises(ValueError, match="no printed takeaways in 03_c"):
+        demo_run.collect_run(sorted(tmp_path.glob("*.ipynb")), seed=0, profile="demo", machine={})
+
+
+def test_readme_and_teachers_guide_say_what_the_committed_run_printed(monkeypatch, capsys):
+    """figures/demo_run.json holds what the run beside the figures printed; both documents carry it unchanged."""
+    record = json.loads((ROOT / "figures" / demo_run.DEMO_RUN_JSON).read_text())
+    lessons = [lesson["notebook"] for lesson in record["lessons"]]
+    assert lessons == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert all(3 <= len(lesson["takeaways"]) <= 6 for lesson in record["lessons"])
     monkeypatch.setenv("DETECTLIB_ROOT", str(ROOT))
     monkeypatch.setenv("DETECTLIB_PROFILE", "demo")
     assert readme.main(["--check"]) == 0, capsys.readouterr().out

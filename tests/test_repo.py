@@ -20,9 +20,10 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
-def test_the_five_lessons_exist():
+def test_the_lessons_and_the_appendix_exist():
     assert [p.stem for p in LESSONS] == [
-        "01_build_dataset", "02_train_convnext", "03_train_clip_head", "04_evaluate", "05_gradcam_explorer",
+        "01_build_dataset", "02_train_convnext", "03_train_clip_head", "04_measuring_a_detector", "05_generalisation",
+        "06_gradcam_explorer", "07_appendix_under_the_hood",
     ]
 
 
@@ -43,6 +44,18 @@ def test_lessons_open_with_goals_import_detectlib_once_and_end_with_try_this(pat
     imports = [line for src in code for line in src.splitlines() if re.match(r"\s*(import|from) detectlib", line)]
     assert imports == ["import detectlib as dl"], f"{path.name}: one import line, got {imports}"
     assert "Try this" in _source(cells[-1])
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lessons_end_with_takeaways_read_from_the_run_then_recap_questions(path):
+    """The last three cells: a "Takeaways" heading, a code cell that prints them from the run's own variables (so no
+    number is typed in), and the recap questions with "Try this"."""
+    *_, heading, takeaways, recap = _cells(path)
+    assert heading["cell_type"] == "markdown" and "## Takeaways" in _source(heading)
+    assert takeaways["cell_type"] == "code"
+    lines = [line for line in _source(takeaways).splitlines() if line.lstrip().startswith("print(")]
+    assert 3 <= len(lines) <= 6 and sum("{" in line for line in lines) >= 3, path.name
+    assert "Recap" in _source(recap) and "Try this" in _source(recap)
 
 
 def _pyproject_packages() -> set[str]:
@@ -93,7 +106,7 @@ def test_every_notebook_has_a_colab_badge_to_itself_and_a_guarded_colab_setup(pa
     # mounting Drive
     assert 'IN_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ' in setup[0]
     assert "if IN_COLAB and any(importlib.util.find_spec(module) is None for module in NEEDS):" in setup[0]
-    extras = "demo,lab" if "05_" in path.name else "demo"
+    extras = "demo,lab" if "06_" in path.name else "demo"
     assert f'f"detectlib[{extras}] @ {{KIT}}"' in setup[0] and "MOUNT_DRIVE = False" in setup[0]
     assert not re.search(r"install[^\n]*(torch|ipywidgets|--upgrade|-U\b)", setup[0])
     assert "DETECTLIB_PROFILE" not in setup[0] and "/content\")" not in setup[0].split("drive.mount")[0]

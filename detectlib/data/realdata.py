@@ -417,7 +417,7 @@ def convert_tiny_genimage(
 ) -> ConvertReport:
     """Tiny-GenImage (or any GenImage-style copy) -> ``dst_root/<GEN>/{train,val}/{ai,nature}``.
 
-    Introduced in notebook 01. Why: per-generator folders let notebook 04 ask "trained on ADM, does it catch
+    Introduced in notebook 01. Why: per-generator folders let notebook 05 ask "trained on ADM, does it catch
     Midjourney?". Two sources are understood:
 
     * folders ``<GEN>/{train,val}/{ai,nature}``, in any case, under up to three wrapper folders

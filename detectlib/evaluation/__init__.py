@@ -9,8 +9,12 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["metrics", "predictions", "reports", "robustness", "scoring", "verdicts", "wild_report"],
+    submodules=["demo_run", "metrics", "predictions", "reports", "robustness", "scoring", "verdicts", "wild_report"],
     submod_attrs={
+        "demo_run": [
+            "DEMO_RUN_JSON", "TAKEAWAYS_HEADING", "README_MARKERS", "TEACHERS_MARKERS", "takeaways", "collect_run",
+            "demo_markdown", "teachers_markdown", "replace_block",
+        ],
         "metrics": [
             "THRESHOLD_RULES", "is_ai", "predict_labels", "accuracy", "classification_report",
             "confusion_at_threshold", "Rates", "rates_at", "Curve", "roc", "precision_recall", "roc_auc",

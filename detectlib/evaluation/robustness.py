@@ -1,5 +1,5 @@
 """How scores move when the image changes but its class does not: JPEG re-compression, downscaling and blur
-(``Perturbation``), swept over detectors (``robustness_sweep``, notebook 04)."""
+(``Perturbation``), swept over detectors (``robustness_sweep``, notebook 05)."""
 
 from __future__ import annotations
 

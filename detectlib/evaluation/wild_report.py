@@ -1,6 +1,6 @@
 """Every detector on WILD v2, written down for people and tools: ``results/wild.json``.
 
-Used by notebook 04 (which writes it), ``make demo``, the README's generated results and the image probe (which
+Used by notebook 05 (which writes it), ``make demo``, the README's generated results and the image probe (which
 reads it to say how far to trust each verdict). Each entry is measured on WILD's held-out ``test`` groups only
 (the training-free detector tunes its settings on the ``val`` groups), with an interval that resamples groups,
 the category-balanced AUC beside the pooled one, and the content control: the same detector on the same images
@@ -107,7 +107,7 @@ def trust_line(entry: Mapping[str, Any] | None) -> str:
     """What the probe prints beside a detector's verdict: its WILD TPR and FPR at the threshold it uses, and a
     plain warning when it is at chance on WILD."""
     if entry is None:
-        return "not measured on WILD yet (notebook 04 writes results/wild.json)"
+        return "not measured on WILD yet (notebook 05 writes results/wild.json)"
     line = (f"on WILD v2 it caught {entry['tpr']:.0%} of AI images and flagged {entry['fpr']:.0%} of real photos "
             f"at p(ai) ≥ {entry['threshold']:.2f} (AUC {entry['auc']:.2f} [{entry['ci'][0]:.2f}, {entry['ci'][1]:.2f}])")
     band = entry.get("band") or ci_band(entry["ci"])
@@ -191,8 +191,6 @@ def wild_markdown(report: Mapping[str, Any]) -> str:
 
 def replace_readme_block(readme_text: str, block: str) -> str:
     """``readme_text`` with the text between the WILD markers replaced by ``block``."""
-    head, start, rest = readme_text.partition(README_START)
-    _, end, tail = rest.partition(README_END)
-    if not start or not end:
-        raise ValueError(f"README has no {README_START} ... {README_END} block to fill")
-    return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+    from .demo_run import replace_block
+
+    return replace_block(readme_text, (README_START, README_END), block)

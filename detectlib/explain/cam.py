@@ -1,6 +1,6 @@
 """Grad-CAM written by hand: where in the image does a detector find its evidence?
 
-Introduced in notebook 05. Grad-CAM needs two tensors from one layer of the network:
+Introduced in notebook 06. Grad-CAM needs two tensors from one layer of the network:
 
 * the layer's activations ``A`` (channels x grid), caught by a *forward hook* as the image flows through;
 * the gradients ``dY/dA`` of the target score ``Y`` (the ``ai`` logit) with respect to them, caught by a
@@ -123,7 +123,7 @@ def normalise(maps: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class CamResult:
-    """What one Grad-CAM pass computed, kept so notebook 05 can show every step."""
+    """What one Grad-CAM pass computed, kept so notebook 06 can show every step."""
 
     cam: torch.Tensor  # (B, H, W) in [0, 1] at the input size: the heatmap
     raw: torch.Tensor  # (B, h, w) ReLU of the weighted sum, before normalising
@@ -221,7 +221,7 @@ def explain(detector, images: Image.Image | Sequence[Image.Image], layer: str | 
             target: str = "ai") -> Explanation:
     """Grad-CAM of ``target`` for PIL images with a loaded detector (any kind); ``layer=None`` picks the default.
 
-    The workhorse of notebook 05, the CLI and the probe widget.
+    The workhorse of notebook 06, the CLI and the probe widget.
     """
     images = [images] if isinstance(images, Image.Image) else list(images)
     name, module, note = resolve_layer(detector.cam_backbone, layer)
@@ -251,7 +251,7 @@ CAM_METHODS = ("GradCAM", "GradCAMPlusPlus", "HiResCAM", "XGradCAM", "LayerCAM",
 def compare_cam_methods(detector, images: Sequence[Image.Image], layer: str | None = None, target: str = "ai",
                         methods: Sequence[str] = CAM_METHODS) -> dict[str, np.ndarray]:
     """``{method: (B, H, W) heatmaps}`` from pytorch-grad-cam's methods on the same layer and target, with this
-    module's hand-written Grad-CAM first as ``"ours"`` (notebook 05's side-by-side). Needs the ``grad-cam`` package.
+    module's hand-written Grad-CAM first as ``"ours"`` (notebook 06's side-by-side). Needs the ``grad-cam`` package.
     """
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -375,7 +375,7 @@ def overlay(image: Image.Image | np.ndarray, cam: np.ndarray, alpha: float = 0.4
 
 def sample_images(raw_root: Path | str, split: str = "val", per_class: int = 2) -> dict[str, list[Path]]:
     """``{"ai": [...], "nature": [...]}``: ``per_class`` images of each class, taken from each generator folder
-    in turn, so a handful of examples covers several generators (notebook 05's fakes vs reals, the probe)."""
+    in turn, so a handful of examples covers several generators (notebook 06's fakes vs reals, the probe)."""
     from ..data.layout import discover_generators, list_class_images
 
     generators = discover_generators(raw_root)

@@ -1,5 +1,5 @@
 """The deletion check: is a heatmap evidence or decoration? Hide each image's hottest pixels and, for comparison,
-regions of the same shape elsewhere; a faithful map's region lowers the explained score more (notebook 05).
+regions of the same shape elsewhere; a faithful map's region lowers the explained score more (notebook 06).
 
 One image proves nothing (a hot region can win by luck, and a margin of 0.01 is within what moving a region
 changes anyway), so the check runs on many images and states a rule with a chance level:
@@ -259,7 +259,7 @@ def deletion_checks(
     batch_size: int = 64,
     **rule: float,
 ) -> DeletionCheck:
-    """The deletion check of a detector's Grad-CAM maps on many images (notebook 05; at least 20 make it a test).
+    """The deletion check of a detector's Grad-CAM maps on many images (notebook 06; at least 20 make it a test).
 
     Pass the very ``Explanation`` a figure shows (``explain(detector, images, layer, target)``) and its maps are
     checked as they are; pass PIL images and they are explained here, at ``layer`` for ``target``. ``target``

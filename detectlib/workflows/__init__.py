@@ -1,4 +1,4 @@
-"""What a lesson or a command needs that trains *and* evaluates: the detectors notebooks 04 and 05 use
+"""What a lesson or a command needs that trains *and* evaluates: the detectors notebooks 04 to 06 use
 (``detectors``), comparisons repeated over seeds (``seeded``), transfer across generators (``transfer``), the embedding of a whole dataset (``embedding``), and
 the speed measures of ``make bench`` (``bench``)."""
 

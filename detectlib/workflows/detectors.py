@@ -1,4 +1,4 @@
-"""The detectors notebooks 04 and 05 use: those notebooks 02 and 03 saved, trained here first with the profile's
+"""The detectors notebooks 04 to 07 use: those notebooks 02 and 03 saved, trained here first with the profile's
 defaults when missing, so every lesson also runs on its own."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ TRAINING_FREE_DETECTOR = "training-free (noise sensitivity)"
 def ensure_detectors(profile: Profile | str | None = None, *, training_free: bool = False) -> dict[str, Path]:
     """``{"ConvNeXt": best.pth, "CLIP head": clip_head.pth}``: the checkpoints notebooks 02 and 03 write, each
     trained first with the profile's defaults on the demo dataset's first generator when missing, so notebooks 04
-    and 05 also run on their own. Notebook 02's residual-input ConvNeXt and fine-tuned pretrained
-    EfficientNet-Lite0 join them when they are there, and with ``training_free`` so does notebook 04's tuned
+    to 07 also run on their own. Notebook 02's residual-input ConvNeXt and fine-tuned pretrained
+    EfficientNet-Lite0 join them when they are there, and with ``training_free`` so does notebook 05's tuned
     training-free detector (none of these is made here: each is its lesson's work; the training-free one costs a
     few forwards per image, so only the probe asks for it)."""
     from ..data.demo import ensure_demo_dataset
@@ -54,6 +54,6 @@ def residual_checkpoint(profile: Profile | str | None = None) -> Path:
 
 
 def finetuned_checkpoint(profile: Profile | str | None = None) -> Path:
-    """Where notebook 02 saves its ImageNet-pretrained EfficientNet-Lite0 fine-tuned end to end: the fair opponent
-    of the frozen head (notebook 03), since both start from pretrained features."""
+    """Where notebook 02 saves its ImageNet-pretrained EfficientNet-Lite0 fine-tuned end to end: the frozen head's
+    pretrained opponent (notebook 03); both start from pretrained features, though not from the same images or sizes."""
     return get_paths(profile).models.parent / "transfer" / "pretrained" / "best.pth"

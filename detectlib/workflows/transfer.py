@@ -1,5 +1,5 @@
 """Does a detector transfer to generators it never saw? The cross-generator matrix (train a head on generator i,
-test on j) and leave-generators-out, both on cached embeddings, with a content control (notebooks 03 and 04)."""
+test on j) and leave-generators-out, both on cached embeddings, with a content control (notebooks 03 and 05)."""
 
 from __future__ import annotations
 
@@ -182,8 +182,9 @@ def leave_generators_out(
     threshold (score 0, p(ai) = 0.5), in ``LeaveGeneratorsOut``.
 
     ``perturb`` edits every image before it is encoded (encoded afresh, outside the cache). The *content control*
-    is ``Perturbation("downscale", 0.125)``: at 28 px no generation trace survives, only what the picture shows;
-    an AUC that stays as high there was earned by content (portraits against landscapes), not by detection.
+    is ``Perturbation("downscale", 0.125)``: at 28 px no generation trace survives, only what the picture shows and
+    its global style (colours, lighting, composition); an AUC that stays as high there was earned by those
+    (portraits against landscapes), not by detection.
     """
     seed = seed_of(seed)
     from ..data.wild import load_wild

@@ -1,4 +1,4 @@
-"""Notebook 04's in-the-wild workflow: every detector on WILD v2's held-out groups, the training-free detector
+"""Notebook 05's in-the-wild workflow: every detector on WILD v2's held-out groups, the training-free detector
 tuned on its validation groups, and ``results/wild.json`` written from the run.
 
 Rules it keeps: the training-free detector's σ, k and layer are chosen on ``val`` groups only; every reported

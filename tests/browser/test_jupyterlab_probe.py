@@ -6,7 +6,7 @@ milliseconds: the module is skipped unless ``DETECTLIB_BROWSER=1``, and playwrig
 
 What happens:
 
-1. a fresh temporary folder gets a copy of ``notebooks/05_gradcam_explorer.ipynb``; JupyterLab serves it from
+1. a fresh temporary folder gets a copy of ``notebooks/06_gradcam_explorer.ipynb``; JupyterLab serves it from
    ``127.0.0.1`` on a free port, with a random token, ``--no-browser``, the ``smoke`` profile, ``HF_HUB_OFFLINE=1``,
    ``DETECTLIB_ROOT`` set to that folder (so the dataset and the two detectors are built there, never in the
    repository's ``.smoke/``), English labels, private Jupyter config/settings folders, no news feed and no update
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("DETECTLIB_BROWSER") != "1",
                                 reason="real-browser test: run `make test-browser` (sets DETECTLIB_BROWSER=1)")
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = "05_gradcam_explorer.ipynb"
+NOTEBOOK = "06_gradcam_explorer.ipynb"
 SCREENSHOTS = ROOT / "build" / "browser"
 CHROMIUM = Path(os.environ.get("DETECTLIB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [

@@ -1,5 +1,5 @@
-"""Exercises of lesson 04, evaluating honestly: TPR and TNR, a threshold chosen on validation, AUC by pairs, the
-cross-generator matrix, and the prediction read against the lesson's own run."""
+"""Exercises of lesson 04, measuring a detector: TPR and TNR, a threshold chosen on validation, AUC by pairs, the
+expected calibration error, and the prediction read against the lesson's own run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from ..workflows.transfer import CrossGenerator
 from .core import (
     Lesson,
     Measured,
@@ -41,7 +40,7 @@ def _pct(x: float) -> str:
     return f"{x:.1%}"
 
 
-# ============================================================================ lesson 04 · evaluate honestly
+# ======================================================================== lesson 04 · measuring a detector
 
 
 def _scored(seed: int, n: int = 40, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -213,107 +212,66 @@ def _check_auc(auc_by_pairs: Any) -> str:
             "no threshold involved.")
 
 
-_CROSS_GENERATORS = ["ADM", "BigGAN", "GLIDE", "Midjourney"]
+def _calibration_cases() -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """Score sets for ``ece``: question 4's (an over-confident detector), and two it never saw, one with scores on the
+    bins' inner edges and empty bins."""
+    y, p = _scored(40, n=80)
+    y2, p2 = _scored(41, n=50, shift=0.1)
+    y3 = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    p3 = np.array([0.2, 0.4, 0.4, 0.2, 0.6, 0.0, 1.0, 0.8])  # values on inner edges go to the bin below
+    return [("question 4's scores, 10 bins", y, np.clip(1.6 * (p - 0.5) + 0.5, 0, 1), 10),
+            ("50 unseen scores, 5 bins", y2, p2, 5), ("8 scores on the bins' edges, 5 bins", y3, p3, 5)]
 
 
-_CROSS_AUC = [[0.99, 0.62, 0.81, 0.58],
-              [0.80, 1.00, 0.60, 0.52],
-              [0.84, 0.66, 0.98, 0.71],
-              [0.86, 0.57, 0.69, 0.96]]
+def _check_ece(ece: Any) -> str:
+    from ..evaluation.metrics import expected_calibration_error, reliability
+
+    fn = _function(ece, "ece")
+    for on, y, p, bins in _calibration_cases():
+        got = _number(_run(fn, "ece", on, y.copy(), p.copy(), bins), "ece(...)")
+        expected = expected_calibration_error(y, p, bins)
+        if np.isclose(got, expected, atol=1e-9):
+            continue
+        rel = reliability(y, p, bins)
+        full = rel.counts > 0
+        if np.isclose(got, np.mean(np.abs(rel.mean_p[full] - rel.frac_ai[full]))):
+            raise Wrong(f"on {on} you averaged the bins' gaps equally; weight each bin by how many images it holds "
+                        f"(expected {expected:.4f}).")
+        if np.isclose(got, expected_calibration_error(1 - y, p, bins)):
+            raise Wrong(f"on {on} you compared p(ai) with the share of *nature* images; ai is label 0.")
+        raise Wrong(f"on {on} your ECE is {got:.4f}; dl.evaluation.expected_calibration_error says {expected:.4f}.")
+    _, y, p, bins = _calibration_cases()[0]
+    return (f"ECE {expected_calibration_error(y, p, bins):.3f} on question 4's scores: each bin's gap between mean "
+            "p(ai) and the share of fakes, weighted by how many images it holds.")
 
 
-def _cross_data() -> CrossGenerator:
-    """A cross-generator result in ``dl.workflows.CrossGenerator`` form (made-up AUCs in the range GenImage sees)."""
-    from ..workflows.transfer import CrossGenerator
-
-    auc = np.array(_CROSS_AUC)
-    return CrossGenerator(list(_CROSS_GENERATORS), list(_CROSS_GENERATORS), auc, 0.5 + 0.8 * (auc - 0.5),
-                          np.array([0.04, 0.38, 0.09, 0.12]), encoder="(made-up numbers for the exercise)")
+def _calibration_data() -> tuple[np.ndarray, np.ndarray]:
+    """Question 4's labels and scores."""
+    _, y, p, _ = _calibration_cases()[0]
+    return y, p
 
 
-def _cross_cases() -> list[tuple[str, np.ndarray, list[str]]]:
-    """Matrices to check on: question 4's, and two drawn from seeds, with generator names in another order."""
-    cases = [("question 4's 4 x 4 matrix", np.array(_CROSS_AUC), list(_CROSS_GENERATORS))]
-    for seed, n in ((12, 3), (13, 5)):
-        rng = np.random.default_rng(seed)
-        names = [str(name) for name in rng.permutation(["ADM", "BigGAN", "GLIDE", "Midjourney", "VQDM", "Wukong"])[:n]]
-        cases.append((f"an unseen {n} x {n} matrix", rng.uniform(0.4, 1.0, (n, n)).round(3), names))
-    return cases
-
-
-def _off_feedback(got: float, matrix: np.ndarray, on: str) -> None:
-    """Raise ``Wrong`` naming the slip when ``got`` is not the mean off the diagonal."""
-    from ..workflows.transfer import CrossGenerator
-
-    names = [str(i) for i in range(len(matrix))]
-    expected = CrossGenerator(names, names, matrix, matrix, np.zeros(len(matrix)), encoder="").off_diagonal("auc")
-    if np.isclose(got, expected, atol=1e-6):
-        return
-    if np.isclose(got, matrix.mean()):
-        raise Wrong(f"on {on} you return the mean of the whole matrix; leave out the diagonal (each head tested "
-                    "on its own generator).")
-    if np.isclose(got, np.diag(matrix).mean()):
-        raise Wrong(f"on {on} you return the diagonal's mean, the in-distribution number; the question asks for "
-                    "the pairs whose test generator differs from the training one.")
-    raise Wrong(f"on {on} your mean is {got:.4f}; the mean over the off-diagonal pairs is {expected:.4f}.")
-
-
-def _general_feedback(general: Any, auc: np.ndarray, names: list[str], on: str) -> None:
-    """Raise ``Wrong`` naming the slip when ``general`` is not the training generator with the best row off the
-    diagonal."""
-    off = ~np.eye(len(names), dtype=bool)
-    rows = np.array([auc[i][off[i]].mean() for i in range(len(names))])
-    if general == names[int(rows.argmax())]:
-        return
-    if not isinstance(general, str):
-        raise Wrong(f"most_general should return the generator's name (one of {names}), not {_short(general)} "
-                    f"(on {on}).")
-    if general not in names:
-        raise Wrong(f"on {on}, {general!r} is not one of the training generators {names}.")
-    i = names.index(general)
-    cols = np.array([auc[:, j][off[:, j]].mean() for j in range(len(names))])
-    if i == int(np.diag(auc).argmax()):
-        raise Wrong(f"on {on}, {general}'s head is best on its own generator (AUC {auc[i, i]:.2f}) but averages "
-                    f"{rows[i]:.3f} on the others: that's a fingerprint, not generalisation. Read each row "
-                    "without its diagonal.")
-    if i == int(cols.argmax()):
-        raise Wrong(f"on {on}, {general} is the *test* generator every other head finds easiest (its column); "
-                    "the question asks about the training generator (the row).")
-    raise Wrong(f"on {on}, {general}'s head averages {rows[i]:.3f} on the other generators; another row does "
-                "better.")
-
-
-def _check_cross(off_diagonal_mean: Any, most_general: Any) -> str:
-    mean_fn = _function(off_diagonal_mean, "off_diagonal_mean")
-    for on, matrix, _ in _cross_cases():
-        _off_feedback(_number(_run(mean_fn, "off_diagonal_mean", on, matrix.copy()), "off_diagonal_mean(...)"),
-                      matrix, on)
-    general_fn = _function(most_general, "most_general")
-    for on, matrix, names in _cross_cases():
-        _general_feedback(_run(general_fn, "most_general", on, matrix.copy(), list(names)), matrix, names, on)
-    cross = _cross_data()
-    off = ~np.eye(len(cross.train_generators), dtype=bool)
-    rows = np.array([cross.auc[i][off[i]].mean() for i in range(len(off))])
-    best = cross.train_generators[int(rows.argmax())]
-    return (f"{best}'s head averages {rows.max():.3f} on the others, over all {cross.off_diagonal('auc'):.3f}, "
-            f"against {np.diag(cross.auc).mean():.3f} on their own generators: the gap GenImage reports.")
-
-
-def _measure_wild() -> Measured:
-    """Lesson 04: the from-scratch ConvNeXt on WILD v2's test groups, as ``results/wild.json`` recorded it: above,
-    at or below chance by its group-bootstrap interval."""
+def _measure_calibration() -> Measured:
+    """Lesson 04: which of the ConvNeXt and the CLIP head has the lower expected calibration error on the pooled
+    validation images of every generator."""
     from ..config import get_paths
-    from ..evaluation.wild_report import WILD_JSON, describe_entry, entry_for, read_wild_json
+    from ..evaluation.metrics import expected_calibration_error
+    from ..evaluation.scoring import Scores, score_generators
+    from ..models.detector import load_detector
 
     paths = get_paths()
-    report = read_wild_json(_needs(paths.results / WILD_JSON, "04_evaluate"))
-    entry = entry_for(report, _needs(paths.models / "best.pth", "02_train_convnext"), paths.root)
-    if entry is None:
-        raise FileNotFoundError(f"{paths.results / WILD_JSON} has no entry for the ConvNeXt; run lesson 04 again")
-    return Measured(entry["band"], "the ConvNeXt on WILD v2: " + describe_entry(entry))
+    found = {"ConvNeXt": _needs(paths.models / "best.pth", "02_train_convnext"),
+             "CLIP head": _needs(paths.models.parent / "clip_head" / "clip_head.pth", "03_train_clip_head")}
+    raw = _needs(paths.raw, "01_build_dataset")
+    ece = {}
+    for name, path in found.items():
+        val = Scores.pooled(list(score_generators(load_detector(path), raw).values()))
+        ece[name] = expected_calibration_error(val.y_true, val.p_ai)
+    best = min(ece, key=ece.get)
+    return Measured(best, ", ".join(f"{name} ECE {value:.3f}" for name, value in ece.items()))
 
 
-lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
+lesson04 = Lesson("04_measuring_a_detector", "Measuring a detector", [
     Question(
         "q1", "TPR and TNR by hand", ("rates",), _check_rates,
         hints=("ai is the positive class: TPR asks how many of the fakes were caught, TNR how many photos were left "
@@ -415,55 +373,50 @@ lesson04 = Lesson("04_evaluate", "Evaluating detectors honestly", [
                    "sklearn.metrics.auc", "scipy.stats.mannwhitneyu", "scipy.stats.rankdata"),
     ),
     Question(
-        "q4", "Read a cross-generator matrix", ("off_diagonal_mean", "most_general"), _check_cross,
-        hints=("The diagonal is each head on its own generator, the number everyone reports; the rest is the "
-               "question that matters: a generator the head never saw. Read rows for training generators.",
-               "numpy.eye(n, dtype=bool) marks a diagonal, and ~ flips a mask; boolean indexing keeps the values a "
-               "mask marks. numpy.argmax gives the position of the largest value, and names[i] its name."),
+        "q4", "Expected calibration error by hand", ("ece",), _check_ece,
+        hints=("Sort the images into n_bins equal-width bins of p(ai). In each bin compare the mean p(ai) with the "
+               "share of images that really are ai; the ECE averages those gaps, each bin counting by its size.",
+               "numpy.linspace gives the bin edges and numpy.searchsorted (on the inner edges) each image's bin, as "
+               "scikit-learn's calibration_curve does; numpy.bincount counts and sums per bin "
+               "(help(numpy.bincount): its weights argument)."),
         setup=_code("""
-            cross = ex.q4.data()  # cross.auc[i, j]: head trained on generator i, tested on generator j
-            print(dl.labels.format_table(cross.rows("auc")))
+            y_true, p_ai = ex.q4.data()  # an over-confident detector: labels (ai = 0) and p(ai)
+            print(len(y_true), "images; p(ai) from", p_ai.min().round(3), "to", p_ai.max().round(3))
         """),
         todo=_code('''
             import numpy as np
 
-            def off_diagonal_mean(auc):
-                """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
-                ...  # TODO
-
-            def most_general(auc, names):
-                """The name of the training generator (row) whose head does best on the *other* generators."""
+            def ece(y_true, p_ai, n_bins):
+                """Expected calibration error of p_ai over n_bins equal-width bins of [0, 1] (ai = label 0)."""
                 ...  # TODO
         '''),
         solution_code=_code('''
             import numpy as np
 
-            def off_diagonal_mean(auc):
-                """Mean AUC over the (train, test) pairs with different generators of a square matrix."""
-                return auc[~np.eye(len(auc), dtype=bool)].mean()
-
-            def most_general(auc, names):
-                """The name of the training generator (row) whose head does best on the *other* generators."""
-                others = ~np.eye(len(names), dtype=bool)  # True off the diagonal
-                row_means = [auc[i][others[i]].mean() for i in range(len(names))]
-                return names[int(np.argmax(row_means))]
+            def ece(y_true, p_ai, n_bins):
+                """Expected calibration error of p_ai over n_bins equal-width bins of [0, 1] (ai = label 0)."""
+                bins = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p_ai)  # a value on an edge goes below
+                counts = np.bincount(bins, minlength=n_bins)
+                full = counts > 0
+                mean_p = np.bincount(bins, weights=p_ai, minlength=n_bins)[full] / counts[full]
+                share_ai = np.bincount(bins, weights=(y_true == 0), minlength=n_bins)[full] / counts[full]
+                return np.sum(counts[full] * np.abs(mean_p - share_ai)) / len(p_ai)
         '''),
-        data_fn=_cross_data,
-        forbidden=("detectlib.workflows.transfer.*",),
+        data_fn=_calibration_data,
+        forbidden=("detectlib.evaluation.metrics.*", "sklearn.calibration.calibration_curve"),
     ),
     _prediction_question(
-        "q5", "Predict, then read WILD",
-        {"above": "the ConvNeXt ranks WILD's fakes above its photos, beyond noise",
-         "chance": "its 95 % interval (a bootstrap over groups) covers AUC 0.5",
-         "below": "it ranks the photos as more AI-like, beyond noise"}, _measure_wild,
-        hints=("The ConvNeXt only ever met the kit's three small generators, at the kit's own size. WILD's fakes "
-               "come from dozens of text-to-image models, its photos from other cameras.",
-               "help(dl.evaluation.group_bootstrap_ci) explains the interval the check reads. Compare what the "
-               "ConvNeXt saw in training (lesson 02's generators and size) with how WILD was made (lesson 04)."),
-        todo='prediction = ...  # TODO: "above", "chance" or "below", written down before you run the check',
+        "q5", "Predict, then read calibration",
+        {"ConvNeXt": "the ConvNeXt's p(ai) is closer to the real share of fakes (lower ECE)",
+         "CLIP head": "the CLIP head's p(ai) is closer to the real share of fakes (lower ECE)"}, _measure_calibration,
+        hints=("The ConvNeXt's p(ai) is a softmax trained with cross-entropy for a few epochs; the CLIP head's is "
+               "(1 − score) / 2 of a sigmoid, trained for more epochs on cached embeddings. Which is more likely to "
+               "be over-confident on images like its training set?",
+               "help(dl.evaluation.expected_calibration_error), and lesson 04's reliability diagram: how far from "
+               "the diagonal does each detector's line run?"),
+        todo='prediction = ...  # TODO: "ConvNeXt" or "CLIP head", written down before you run the check',
         solution_code=_code("""
-            # A detector trained on three small generators learns their fingerprints; text-to-image models leave
-            # others, so expect little transfer. Which side of chance it lands on is what the run measures.
+            # Neither detector was trained to be calibrated; which one lands closer is what the run measures.
             prediction = ex.q5.measured()  # what this run measured: the check reads it
         """),
     ),
