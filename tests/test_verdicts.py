@@ -57,6 +57,10 @@ def test_compare_arms_pairs_seeds_and_respects_the_margin():
     assert ahead.verdict == "pretrained ahead" and ahead.values == pytest.approx((0.2, 0.05, 0.05))
     close = compare_arms([0.9, 0.8, 0.85], [0.7, 0.75, 0.8], ("pretrained", "scratch"), (0, 1, 2), margin=0.1)
     assert close.verdict == f"{UNSTABLE}: 2 of 3 seeds say within 0.1"
+    fpr = compare_arms([0.1, 0.2], [0.5, 0.6], ("residual", "RGB"), (0, 1), better="lower", unit="FPR difference")
+    assert fpr.verdict == "residual ahead" and fpr.values == pytest.approx((-0.4, -0.4))  # a lower rate is better
+    with pytest.raises(ValueError, match="better must be"):
+        compare_arms([0.1], [0.2], ("a", "b"), (0,), better="smaller")
     behind = compare_arms([0.5], [0.6], ("a", "b"), (0,))
     assert behind.verdict == "b ahead" and behind.spread == 0.0
     with pytest.raises(ValueError, match="one value per arm and seed"):

@@ -79,13 +79,17 @@ def repeat(judge: Callable[[int], tuple[str, float]], seeds: Sequence[int], name
 
 
 def compare_arms(a: Sequence[float], b: Sequence[float], names: tuple[str, str], seeds: Sequence[int], *,
-                 margin: float = 0.0, unit: str = "difference") -> Repeated:
-    """Which of two arms is ahead, per seed: ``a[i] - b[i]`` above ``margin`` says "<a> ahead", below ``-margin``
-    "<b> ahead", in between "within <margin>". Seeds are paired (both arms of a seed share data and draws), so the
-    difference, not each arm alone, is what repeats."""
+                 margin: float = 0.0, unit: str = "difference", better: str = "higher") -> Repeated:
+    """Which of two arms is ahead, per seed: ``a[i] - b[i]`` beyond ``margin`` in the ``better`` direction
+    ("higher" for an accuracy or an AUC, "lower" for a false-positive rate) says "<a> ahead", beyond it the other
+    way "<b> ahead", in between "within <margin>". The values kept are ``a[i] - b[i]`` either way. Seeds are paired
+    (both arms of a seed share data and draws), so the difference, not each arm alone, is what repeats."""
     if not (len(a) == len(b) == len(seeds)):
         raise ValueError(f"{names[0]} vs {names[1]}: one value per arm and seed is needed")
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', not {better!r}")
     diffs = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
-    words = tuple(f"{names[0]} ahead" if d > margin else f"{names[1]} ahead" if d < -margin else f"within {margin:g}"
-                  for d in diffs)
+    sign = 1.0 if better == "higher" else -1.0
+    words = tuple(f"{names[0]} ahead" if sign * d > margin else f"{names[1]} ahead" if sign * d < -margin
+                  else f"within {margin:g}" for d in diffs)
     return Repeated(f"{names[0]} vs {names[1]}", tuple(seeds), words, tuple(diffs), unit)

@@ -47,7 +47,7 @@ class SeededRuns:
         return repeat(judge, self.seeds, f"{arm}: fit", unit="train − val accuracy")
 
     def compare(self, a: str, b: str, values: str | Mapping[str, float] = "val_acc", *, margin: float = 0.0,
-                unit: str | None = None) -> Repeated:
+                unit: str | None = None, better: str = "higher") -> Repeated:
         """Is ``a`` ahead of ``b``, seed by seed? ``values`` is a history key read at the last epoch, or a mapping
         from ``run_name(arm, seed)`` to a number measured elsewhere (a row of ``compare_detectors``)."""
         if isinstance(values, str):
@@ -56,7 +56,7 @@ class SeededRuns:
         else:
             pair = tuple([float(values[run_name(arm, s)]) for s in self.seeds] for arm in (a, b))
             unit = unit or "difference"
-        return compare_arms(pair[0], pair[1], (a, b), self.seeds, margin=margin, unit=unit)
+        return compare_arms(pair[0], pair[1], (a, b), self.seeds, margin=margin, unit=unit, better=better)
 
     def table(self, key: str = "val_acc", digits: int = 3) -> list[dict]:
         """One row per arm: ``key`` at the last epoch for every seed, then mean and spread."""
