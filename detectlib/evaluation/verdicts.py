@@ -66,11 +66,6 @@ class Repeated:
         return (f"{self.name}: {self.verdict} ({unit}{self.mean:.{digits}f} ± {self.spread:.{digits}f} over seeds "
                 f"{', '.join(map(str, self.seeds))}: {per_seed})")
 
-    def row(self, digits: int = 3) -> dict:
-        """A table row: what ``labels.format_table`` prints beside other verdicts."""
-        return {"verdict on": self.name, "verdict": self.verdict, "mean": round(self.mean, digits),
-                "spread": round(self.spread, digits), "seeds": len(self.seeds)}
-
 
 def repeat(judge: Callable[[int], tuple[str, float]], seeds: Sequence[int], name: str, unit: str = "") -> Repeated:
     """Run ``judge(seed) -> (word, value)`` once per seed and collect the verdicts."""
