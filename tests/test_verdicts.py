@@ -108,6 +108,20 @@ def test_seed_runs_finds_every_seed_an_arm_left(tmp_path):
     assert seed_runs(tmp_path / "m" / "nothing") == {}
 
 
+def test_seed_runs_finds_a_clip_heads_seeds_by_its_file_name(tmp_path):
+    """Lesson 03 trains the CLIP head once per seed (``clip_head.pth``, not ``best.pth``): lesson 05 judges them all."""
+    from detectlib.training.clip_head import train_clip_head
+    from detectlib.workflows.seeded import seed_runs
+
+    tree = make_tree(tmp_path / "data" / "GEN", n_train=4, size=32)
+    first = train_clip_head(tree, profile=SMOKE, epochs=1, seed=3, progress=False, use_cache=False,
+                            out_dir=tmp_path / "m" / "clip_head").checkpoint_path
+    train_clip_head(tree, profile=SMOKE, epochs=1, seed=4, progress=False, use_cache=False,
+                    out_dir=seed_dir(first.parent, 4, 3))
+    assert seed_runs(first.parent, first.name) == {3: first, 4: tmp_path / "m" / "clip_head_seed4" / "clip_head.pth"}
+    assert seed_runs(first.parent) == {}  # no best.pth there
+
+
 def test_judges_word_a_detector_and_repeat_over_its_seeds(tmp_path):
     """The control judge reads the gap between two false-positive rates; the WILD judge the group-bootstrap
     interval; judge_over_seeds loads each seed's checkpoint and collects the words."""

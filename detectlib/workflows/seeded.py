@@ -80,20 +80,20 @@ def seed_dir(out_dir: Path, seed: int, first: int) -> Path:
     return out_dir if seed == first else out_dir.with_name(f"{out_dir.name}_seed{seed}")
 
 
-def seed_runs(out_dir: Path | str) -> dict[int, Path]:
-    """The ``best.pth`` of every seed ``train_over_seeds`` left for one arm: ``out_dir`` (the first seed, whose
-    number its checkpoint records) and its ``<out_dir>_seed<N>`` siblings. What a later lesson reads to repeat a
-    verdict over the seeds an earlier one trained."""
+def seed_runs(out_dir: Path | str, checkpoint: str = "best.pth") -> dict[int, Path]:
+    """The ``checkpoint`` file (``best.pth`` for a ConvNeXt, ``clip_head.pth`` for a CLIP head) of every seed one
+    arm left: ``out_dir`` (the first seed, whose number its checkpoint records) and its ``<out_dir>_seed<N>``
+    siblings. What a later lesson reads to repeat a verdict over the seeds an earlier one trained."""
     from ..models.checkpoints import load_checkpoint
 
     out_dir = Path(out_dir)
     found = {}
-    if (out_dir / "best.pth").is_file():
-        found[int(load_checkpoint(out_dir / "best.pth").get("config", {}).get("seed", 0))] = out_dir / "best.pth"
+    if (out_dir / checkpoint).is_file():
+        found[int(load_checkpoint(out_dir / checkpoint).get("config", {}).get("seed", 0))] = out_dir / checkpoint
     for sibling in out_dir.parent.glob(f"{out_dir.name}_seed*"):
         suffix = sibling.name.removeprefix(f"{out_dir.name}_seed")
-        if suffix.isdigit() and (sibling / "best.pth").is_file():
-            found[int(suffix)] = sibling / "best.pth"
+        if suffix.isdigit() and (sibling / checkpoint).is_file():
+            found[int(suffix)] = sibling / checkpoint
     return dict(sorted(found.items()))
 
 
