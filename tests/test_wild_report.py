@@ -282,16 +282,52 @@ def test_evaluate_on_wild_reports_the_test_groups_only(wild_dir, tmp_path, monke
     assert "content_auc" not in val.entries[0] and val.content == {}
 
 
-def test_read_robustness_reads_changes_against_the_noise_of_the_sample():
+def _robustness_rows(base: np.ndarray, edits: dict[str, np.ndarray], y: np.ndarray, groups: list[str]) -> list[dict]:
+    from detectlib.evaluation import metrics
+
+    def row(name: str, kind: str, p: np.ndarray) -> dict:
+        return {"perturbation": name, "kind": kind, "auc": metrics.roc_auc(y, p),
+                "scored": {f"im{i}.png": (int(y[i]), groups[i], float(p[i])) for i in range(len(y))}}
+    return [row("original", "none", base), *(row(name, name.split()[0].lower(), p) for name, p in edits.items())]
+
+
+def test_read_robustness_pairs_each_edit_with_the_same_images():
+    """A blur that scrambles the scores is a change whose interval leaves 0 out; a JPEG that moves every score by
+    a hair is not, even though a Hanley–McNeil band per AUC would call both alike on so few images."""
+    from detectlib.evaluation import metrics
     from detectlib.workflows.wild_eval import read_robustness
 
-    rows = [{"perturbation": "original", "kind": "none", "auc": 0.70},
-            {"perturbation": "JPEG q=75", "kind": "jpeg", "auc": 0.72},
-            {"perturbation": "blur σ=1", "kind": "blur", "auc": 0.55}]
-    few = read_robustness(rows, per_class=10)  # ±0.24 on 10 per class: nothing stands out
-    assert few.startswith("no edit moved its AUC beyond the noise") and "blur σ=1 (-0.150)" in few
-    many = read_robustness(rows, per_class=500)  # ±0.045
-    assert "blur σ=1 -0.150" in many and "JPEG" not in many
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    groups = [f"g{i // 2}" for i in range(len(y))]  # pairs of images share a group
+    base = np.clip(np.where(y == 0, 0.7, 0.3) + rng.normal(0, 0.2, len(y)), 0, 1)
+    jpeg = np.clip(base + rng.normal(0, 0.01, len(y)), 0, 1)
+    blur = rng.uniform(0, 1, len(y))
+    text = read_robustness(_robustness_rows(base, {"JPEG q=75": jpeg, "blur σ=1": blur}, y, groups))
+    assert text.startswith("on 80 images from 40 groups, the changes whose 95 % interval leaves 0 out: blur σ=1")
+    assert "JPEG" not in text
+    low, high = metrics.auc_change_ci(y, base, jpeg, groups)
+    assert low < 0 < high  # a hair's change: its interval covers 0
+    assert metrics.auc_change_ci(y, base, base, groups) == (0.0, 0.0)
+    calm = read_robustness(_robustness_rows(base, {"JPEG q=75": jpeg}, y, groups))
+    assert calm.startswith("no edit moved its AUC beyond the noise of 80 images from 40 groups") and "JPEG q=75" in calm
+
+
+def test_the_paired_interval_is_narrower_than_two_separate_ones():
+    """Cross-check against the unpaired view: the change's interval is narrower than the spread of the
+    difference of two independent AUC intervals on the same images (their noise is shared)."""
+    from detectlib.evaluation import metrics
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 30)
+    groups = [str(i) for i in range(len(y))]
+    before = np.clip(np.where(y == 0, 0.6, 0.4) + rng.normal(0, 0.25, len(y)), 0, 1)
+    after = np.clip(before + rng.normal(0, 0.05, len(y)), 0, 1)
+    low, high = metrics.auc_change_ci(y, before, after, groups, n_boot=400)
+    a_low, a_high = metrics.group_bootstrap_ci(y, before, groups, n_boot=400)
+    b_low, b_high = metrics.group_bootstrap_ci(y, after, groups, n_boot=400)
+    assert high - low < 0.5 * ((a_high - a_low) + (b_high - b_low))
+    assert low <= metrics.roc_auc(y, after) - metrics.roc_auc(y, before) <= high
 
 
 def test_a_training_free_detector_says_it_learned_nothing():

@@ -18,7 +18,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "metrics": [
             "THRESHOLD_RULES", "is_ai", "predict_labels", "accuracy", "classification_report",
             "confusion_at_threshold", "Rates", "rates_at", "Curve", "roc", "precision_recall", "roc_auc",
-            "auc_standard_error", "group_bootstrap_ci", "category_aucs", "balanced_auc", "tpr_at_fpr", "ThresholdChoice", "choose_threshold", "Reliability",
+            "auc_standard_error", "group_bootstrap_ci", "auc_change_ci", "category_aucs", "balanced_auc", "tpr_at_fpr", "ThresholdChoice", "choose_threshold", "Reliability",
             "reliability", "expected_calibration_error", "summary",
         ],
         "predictions": [

@@ -175,6 +175,30 @@ def auc_standard_error(auc: float, n_ai: int, n_real: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
+def _group_resamples(y: np.ndarray, groups: Sequence[str], n_boot: int, seed: int):
+    """Index arrays of ``n_boot`` bootstrap resamples that draw whole **groups** with replacement, each holding
+    both classes (a resample missing one is drawn again, up to 20 tries per resample kept)."""
+    names, index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(len(names))]
+    rng = np.random.default_rng(seed)
+    kept = 0
+    for _ in range(20 * n_boot):
+        if kept == n_boot:
+            return
+        take = np.concatenate([members[g] for g in rng.integers(len(members), size=len(members))])
+        if _both_classes(y[take]):
+            kept += 1
+            yield take
+
+
+def _percentile_interval(values: Sequence[float], level: float) -> tuple[float, float]:
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def group_bootstrap_ci(y_true: Sequence[int], p_ai: Sequence[float], groups: Sequence[str], *,
                        statistic=None, n_boot: int = 1000, level: float = 0.95, seed: int | None = None) -> tuple[float, float]:
     """A percentile bootstrap interval of ``statistic`` (default ``roc_auc``) that resamples **groups**, not images.
@@ -182,26 +206,27 @@ def group_bootstrap_ci(y_true: Sequence[int], p_ai: Sequence[float], groups: Seq
     Why: crops of one photo, near-duplicates and one template's images are not independent draws; resampling
     images treats them as if they were and gives a band far too narrow (Hanley & McNeil's formula makes the same
     mistake). A resample missing a class is drawn again. Seeded: the same inputs give the same interval."""
-    seed = seed_of(seed)
     y, p = _arrays(y_true, p_ai)
     if not _both_classes(y):  # no resample can hold both classes (an empty set included)
         return float("nan"), float("nan")
     statistic = statistic or roc_auc
-    names, index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    rng = np.random.default_rng(seed)
-    values: list[float] = []
-    for _ in range(20 * n_boot):
-        if len(values) == n_boot:
-            break
-        take = np.concatenate([members[g] for g in rng.integers(len(members), size=len(members))])
-        if _both_classes(y[take]):
-            values.append(statistic(y[take], p[take]))
-    if not values:
+    return _percentile_interval([statistic(y[take], p[take])
+                                 for take in _group_resamples(y, groups, n_boot, seed_of(seed))], level)
+
+
+def auc_change_ci(y_true: Sequence[int], p_before: Sequence[float], p_after: Sequence[float], groups: Sequence[str],
+                  *, n_boot: int = 1000, level: float = 0.95, seed: int | None = None) -> tuple[float, float]:
+    """A group-bootstrap interval of AUC(``p_after``) − AUC(``p_before``): the same images scored twice (before
+    and after an edit, or by two settings), each resample drawing the same groups for both.
+
+    Why paired: the two AUCs share their images, so most of their sampling noise is shared too; two separate
+    intervals (or two standard errors of one AUC) overstate the noise of the change and hide real ones."""
+    y, before = _arrays(y_true, p_before)
+    _, after = _arrays(y_true, p_after)
+    if not _both_classes(y):
         return float("nan"), float("nan")
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval([roc_auc(y[take], after[take]) - roc_auc(y[take], before[take])
+                                 for take in _group_resamples(y, groups, n_boot, seed_of(seed))], level)
 
 
 def category_aucs(y_true: Sequence[int], p_ai: Sequence[float], categories: Sequence[str]) -> dict[str, float]:

@@ -144,7 +144,8 @@ def noise_drift(detector: Detector, images: Mapping[str, Sequence[Path]],
 def wild_robustness(detectors: Mapping[str, Detector], wild_dir: Path | str, perturbations: Sequence[Perturbation],
                     *, per_class: int = 30, split: str = "test", seed: int | None = None) -> list[dict]:
     """AUC of each detector under each everyday edit, on a seeded sample of ``per_class`` images per class of
-    WILD's ``split`` groups (the same images for every detector and edit): ``robustness_sweep``'s rows, on WILD."""
+    WILD's ``split`` groups (the same images for every detector and edit): ``robustness_sweep``'s rows, on WILD,
+    each with ``scored`` (``{path: (label, group, p_ai)}``), which ``read_robustness`` pairs image by image."""
     seed = seed_of(seed)
     import numpy as np
 
@@ -161,21 +162,33 @@ def wild_robustness(detectors: Mapping[str, Detector], wild_dir: Path | str, per
             pred = score_paths(detector, [im.path for im in sample], perturb=None if edit.kind == "none" else edit)
             y = [sample[i].label for i in pred.kept]
             rows.append({"detector": name, "perturbation": edit.label, "kind": edit.kind, "value": edit.value,
-                         "accuracy": metrics.accuracy(y, pred.p_ai), "auc": metrics.roc_auc(y, pred.p_ai)})
+                         "accuracy": metrics.accuracy(y, pred.p_ai), "auc": metrics.roc_auc(y, pred.p_ai),
+                         "scored": {str(sample[i].path): (sample[i].label, sample[i].group, float(p))
+                                    for i, p in zip(pred.kept, pred.p_ai, strict=True)}})
     return rows
 
 
-def read_robustness(rows: Sequence[Mapping[str, Any]], per_class: int) -> str:
-    """What a robustness table on ``per_class`` images per class says, in words: each edit's AUC change against
-    the unedited images, read against the noise of an AUC on that many images (two Hanley–McNeil standard errors;
-    the sample holds one image per group at most, mostly)."""
-    from ..evaluation.metrics import auc_standard_error
+def read_robustness(rows: Sequence[Mapping[str, Any]], *, seed: int | None = None) -> str:
+    """What one detector's ``wild_robustness`` rows say, in words: each edit's AUC change against the unedited
+    images, with a 95 % group-bootstrap interval of that change on the images scored both ways
+    (``metrics.auc_change_ci``: paired, so the noise the two AUCs share cancels). An edit moved the AUC when its
+    interval leaves 0 out."""
+    from ..evaluation.metrics import auc_change_ci
 
-    base = next(r["auc"] for r in rows if r["kind"] == "none")
-    noise = 2 * auc_standard_error(base, per_class, per_class)
-    moved = [(r["perturbation"], r["auc"] - base) for r in rows if r["kind"] != "none"]
-    beyond = [f"{name} {delta:+.3f}" for name, delta in moved if abs(delta) > noise]
+    base = next(r for r in rows if r["kind"] == "none")
+    changes = []
+    for row in (r for r in rows if r["kind"] != "none"):
+        both = [path for path in base["scored"] if path in row["scored"]]
+        labels, groups, before = zip(*(base["scored"][path] for path in both), strict=True)
+        after = [row["scored"][path][2] for path in both]
+        low, high = auc_change_ci(labels, before, after, groups, seed=seed)
+        changes.append((row["perturbation"], row["auc"] - base["auc"], low, high))
+    n_groups = len({group for _, group, _ in base["scored"].values()})
+    sample = f"{len(base['scored'])} images from {n_groups} groups"
+    beyond = [f"{name} {delta:+.3f} [{low:+.3f}, {high:+.3f}]" for name, delta, low, high in changes
+              if low > 0 or high < 0]
     if not beyond:
-        return (f"no edit moved its AUC beyond the noise of {per_class} images per class (±{noise:.3f}); the largest "
-                f"change was {max(moved, key=lambda m: abs(m[1]))[0]} ({max(moved, key=lambda m: abs(m[1]))[1]:+.3f})")
-    return f"beyond the noise of {per_class} images per class (±{noise:.3f}): " + ", ".join(beyond)
+        name, delta, low, high = max(changes, key=lambda change: abs(change[1]))
+        return (f"no edit moved its AUC beyond the noise of {sample} (every 95 % interval of a change covers 0); "
+                f"the largest change was {name} ({delta:+.3f}, interval [{low:+.3f}, {high:+.3f}])")
+    return f"on {sample}, the changes whose 95 % interval leaves 0 out: " + ", ".join(beyond)
