@@ -338,12 +338,25 @@ def test_a_training_free_detector_says_it_learned_nothing():
     assert data.text.startswith("nothing (training-free)") and "80 images" in data.text and data.real_world
 
 
-def test_read_sweep_says_when_the_best_sits_at_the_edge_of_the_grid(tmp_path):
+def test_read_sweep_compares_settings_image_by_image(tmp_path):
+    """A setting whose scores are the best's plus a hair is within the noise, one that ranks the images at random
+    is not; the best at the largest σ sits at the grid's edge, and in the middle it does not."""
+    from detectlib.evaluation import metrics
     from detectlib.workflows.wild_eval import TrainingFreeTuning, read_sweep
 
-    rows = [{"sigma": s, "k": 1, "layer": "pooler", "auc": a} for s, a in ((0.01, 0.50), (0.1, 0.60), (1.0, 0.90))]
-    edge = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows, {}, 400))
-    assert "best AUC 0.900 at σ=1.0" in edge and "edge of the grid" in edge and "0 of the other 2" in edge
-    rows[1]["auc"], rows[2]["auc"] = 0.95, 0.90
-    inside = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows, {}, 20))  # ±0.105 on 20 images
-    assert "σ=0.1" in inside and "edge of the grid" not in inside and "1 of the other 2" in inside
+    rng = np.random.default_rng(2)
+    labels = [0] * 60 + [1] * 60
+    groups = [f"g{i}" for i in range(120)]
+    good = np.where(np.asarray(labels) == 0, 0.3, 0.1) + rng.normal(0, 0.08, 120)  # a larger drift for ai
+    scores = [rng.uniform(0, 0.4, 120), good + rng.normal(0, 0.005, 120), good]
+
+    def rows(sigmas):  # the AUC of d with ai (label 0) as the positive class
+        return [{"sigma": s, "k": 1, "layer": "pooler", "auc": metrics.roc_auc(labels, np.clip(d, 0, 1))}
+                for s, d in zip(sigmas, scores, strict=True)]
+
+    edge = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows((0.01, 0.1, 1.0)), {}, labels, groups, scores))
+    assert "at σ=1.0" in edge and "edge of the grid (0.01–1.0)" in edge
+    assert "1 of the other 2 settings are within the noise of 120 validation images in 120 groups" in edge
+    inside = read_sweep(TrainingFreeTuning(tmp_path / "x.json", rows((0.01, 1.0, 0.1)), {}, labels, groups, scores))
+    assert "at σ=0.1" in inside and "edge of the grid" not in inside and "1 of the other 2" in inside
+

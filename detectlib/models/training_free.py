@@ -270,8 +270,8 @@ def youden_threshold(d: np.ndarray, is_ai: np.ndarray) -> float:
 
 def tune_noise_sensitivity(encoder: str | FrozenEncoder, images: Any, labels: Sequence[int] | None = None, *,
                            sigmas: Sequence[float], ks: Sequence[int], layers: Sequence[int | str] = (POOLER,),
-                           seed: int | None = None, batch_size: int = 32,
-                           max_batch: int = MAX_BATCH) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                           seed: int | None = None, batch_size: int = 32, max_batch: int = MAX_BATCH,
+                           keep_scores: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Choose σ, k and the layer on labelled (validation) images, by ROC-AUC with ai as the positive class.
 
     ``images``: ``{label: [PIL images]}`` (``"ai"``/``"nature"`` or 0/1), or preprocessed pixel values (a tensor
@@ -280,8 +280,9 @@ def tune_noise_sensitivity(encoder: str | FrozenEncoder, images: Any, labels: Se
     each k is a prefix of the largest k's draws. Returns ``(chosen, sweep)``: ``chosen`` the best AUC's ``sigma``,
     ``k``, ``layer``, with ``threshold`` (the Youden point of its d on these images) and ``scale`` (the std of its
     d; 1 when all d are equal), ready for ``save_training_free(path, encoder=..., seed=..., **chosen)``;
-    ``sweep`` one row ``{sigma, k, layer, auc}`` per setting, in the order swept (σ, then k, then layer). The first
-    best setting wins a tie."""
+    ``sweep`` one row ``{sigma, k, layer, auc}`` per setting, in the order swept (σ, then k, then layer), with
+    ``scores`` (each image's d, in input order) when ``keep_scores``: what compares two settings image by image.
+    The first best setting wins a tie."""
     seed = seed_of(seed)
     from sklearn.metrics import roc_auc_score
 
@@ -302,6 +303,7 @@ def tune_noise_sensitivity(encoder: str | FrozenEncoder, images: Any, labels: Se
             for k in ks:
                 distances[sigma, k, layer] = draws[:, :k].mean(axis=1)
     sweep = [{"sigma": sigma, "k": k, "layer": layer, "auc": float(roc_auc_score(is_ai, distances[sigma, k, layer]))}
+             | ({"scores": distances[sigma, k, layer]} if keep_scores else {})
              for sigma, k, layer in itertools.product(sigmas, ks, layers)]
     best = sweep[max(range(len(sweep)), key=lambda i: sweep[i]["auc"])]
     d = distances[best["sigma"], best["k"], best["layer"]]

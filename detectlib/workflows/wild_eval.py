@@ -35,13 +35,20 @@ def training_free_path(profile: Profile | str | None = None, encoder: str | None
 
 @dataclass
 class TrainingFreeTuning:
-    """The tuned file, the sweep that chose it (one row per setting, AUC on the validation groups) and the
-    validation images it saw."""
+    """The tuned file, the sweep that chose it (one row per setting, AUC on the validation groups), and the
+    validation images it saw: their labels, groups and each setting's scores (``scores[i]`` for ``sweep[i]``),
+    which ``read_sweep`` compares image by image."""
 
     path: Path
     sweep: list[dict]
     chosen: dict
-    n_images: int
+    labels: list[int]
+    groups: list[str]
+    scores: list[Any]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.labels)
 
 
 def tune_training_free(wild_dir: Path | str, profile: Profile | str | None = None, *, encoder: str | None = None,
@@ -68,29 +75,39 @@ def tune_training_free(wild_dir: Path | str, profile: Profile | str | None = Non
                   [images[i] for i in rng.permutation(len(images)) if images[i].label == label][:max_images]]
     pixels = enc.preprocess([load_image(im.path, enc.decode_side) for im in images])
     labels = [im.label for im in images]
-    chosen, sweep = tune_noise_sensitivity(enc, pixels, labels, sigmas=sigmas, ks=draws, layers=layers, seed=seed)
-    groups = len({im.group for im in images})
+    chosen, scored = tune_noise_sensitivity(enc, pixels, labels, sigmas=sigmas, ks=draws, layers=layers, seed=seed,
+                                            keep_scores=True)
+    sweep = [{key: value for key, value in row.items() if key != "scores"} for row in scored]
+    groups = [im.group for im in images]
     path = save_training_free(out or training_free_path(profile, spec), encoder=spec, seed=seed, sweep=sweep,
-                              tuned_on=f"WILD v2 validation groups: {len(images)} images in {groups} groups "
+                              tuned_on=f"WILD v2 validation groups: {len(images)} images in {len(set(groups))} groups "
                                        f"(σ in {list(sigmas)}, k in {list(draws)}, layers {list(layers)})",
                               config={"profile": profile.name}, **chosen)
-    return TrainingFreeTuning(path, sweep, chosen, len(images))
+    return TrainingFreeTuning(path, sweep, chosen, labels, groups, [row["scores"] for row in scored])
 
 
-def read_sweep(tuning: TrainingFreeTuning) -> str:
+def read_sweep(tuning: TrainingFreeTuning, *, seed: int | None = None) -> str:
     """What the sweep says, in words: the best setting, which others are within the noise of its AUC on the
-    validation images (two Hanley–McNeil standard errors), and whether the best lies at the edge of the grid (then
-    a wider grid could do better, and the choice says less)."""
-    from ..evaluation.metrics import auc_standard_error
+    validation images (their AUC difference's 95 % group-bootstrap interval covers 0: ``metrics.auc_change_ci``,
+    paired, every setting scored the same images), and whether the best lies at the edge of the grid (then a wider
+    grid could do better, and the choice says less)."""
+    import numpy as np
+    from scipy.stats import rankdata
 
-    best = max(tuning.sweep, key=lambda row: row["auc"])
-    per_class = tuning.n_images // 2
-    noise = 2 * auc_standard_error(best["auc"], per_class, tuning.n_images - per_class)
-    close = [row for row in tuning.sweep if row is not best and best["auc"] - row["auc"] <= noise]
+    from ..evaluation.metrics import auc_change_ci
+
+    def as_p(d: Any) -> np.ndarray:  # the AUC reads ranks only: d's ranks, scaled into [0, 1]
+        return rankdata(d) / len(d)
+
+    best_index = max(range(len(tuning.sweep)), key=lambda i: tuning.sweep[i]["auc"])
+    best = tuning.sweep[best_index]
+    close = [row for i, row in enumerate(tuning.sweep) if i != best_index and
+             auc_change_ci(tuning.labels, as_p(tuning.scores[best_index]), as_p(tuning.scores[i]), tuning.groups,
+                           seed=seed)[1] >= 0]
     sigmas = sorted({row["sigma"] for row in tuning.sweep})
     text = (f"best AUC {best['auc']:.3f} at σ={best['sigma']}, layer {best['layer']}; {len(close)} of the other "
-            f"{len(tuning.sweep) - 1} settings are within the noise of {tuning.n_images} validation images "
-            f"(±{noise:.3f})")
+            f"{len(tuning.sweep) - 1} settings are within the noise of {tuning.n_images} validation images in "
+            f"{len(set(tuning.groups))} groups (the 95 % interval of their AUC difference to the best covers 0)")
     if len(sigmas) > 1 and best["sigma"] in (sigmas[0], sigmas[-1]):
         text += f"; the best σ is at the edge of the grid ({sigmas[0]}–{sigmas[-1]}): a wider grid might do better"
     return text
