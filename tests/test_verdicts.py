@@ -143,3 +143,46 @@ def test_judges_word_a_detector_and_repeat_over_its_seeds(tmp_path):
     runs = {3: constant_convnext(tmp_path / "a.pth", 0.9), 4: constant_convnext(tmp_path / "b.pth", 0.1)}
     repeated = judge_over_seeds(runs, judge, "constant", "FPR gap")
     assert repeated.seeds == (3, 4) and repeated.verdict == "flags upscaled photos no more often than plain ones"
+
+
+def _head(auc: float, losses: tuple[float, ...] = (0.69, 0.40)):
+    from types import SimpleNamespace
+
+    from detectlib.training.loop import History
+
+    return SimpleNamespace(metrics={"auc": auc}, history=History([{"epoch": i + 1, "train_loss": loss}
+                                                                   for i, loss in enumerate(losses)]))
+
+
+def test_an_encoder_comparison_reads_every_seed_and_names_a_stuck_head():
+    from detectlib.workflows.seeded import EncoderComparison
+
+    runs = {seed: {"clip": _head(0.9 + d), "clip_random": _head(0.5, (0.70, 0.6932)), "lite0": _head(0.89 + d)}
+            for seed, d in ((0, 0.0), (1, 0.01), (2, -0.01))}
+    study = EncoderComparison((0, 1, 2), ["clip", "clip_random", "lite0"], runs)
+    assert study.auc("lite0") == pytest.approx([0.89, 0.90, 0.88])
+    clip, random_line, lite0 = study.summary()
+    assert clip == "clip: AUC-ROC 0.900 ± 0.010 over 3 seeds"
+    assert "on 3 of 3 seeds its training loss stayed at ln 2" in random_line and "ln 2" not in lite0
+    ahead, within = study.verdicts(["CLIP", "random", "Lite0"])
+    assert ahead.verdict == "CLIP ahead" and within.verdict == "within 0.02"
+    # a spec asked twice (smoke: the profile's CLIP is random already) is read twice, never dropped
+    twice = EncoderComparison((0,), ["clip", "clip", "lite0"], {0: {"clip": _head(0.7), "lite0": _head(0.6)}})
+    assert len(twice.summary()) == 3 and twice.verdicts(["a", "b", "c"])[0].verdict == "within 0.02"
+
+
+def test_seeded_detectors_are_compared_column_by_column(monkeypatch, tmp_path):
+    """Rows named '<arm>, seed <N>'; a lower control FPR wins; a column some row lacks gets no verdict."""
+    from detectlib.evaluation import reports
+    from detectlib.workflows.seeded import compare_seeded_detectors
+
+    table = {"A, seed 0": (0.90, 0.10), "A, seed 1": (0.92, 0.20), "B, seed 0": (0.80, 0.50), "B, seed 1": (0.81, 0.60)}
+    monkeypatch.setattr(reports, "compare_detectors", lambda checkpoints, root, control=None: [
+        {"detector": name, "val auc": table[name][0], **({"control fpr": table[name][1]} if control else {})}
+        for name in checkpoints])
+    arms = {"A": {0: tmp_path / "a0", 1: tmp_path / "a1"}, "B": {0: tmp_path / "b0", 1: tmp_path / "b1"}}
+    rows, (auc, fpr) = compare_seeded_detectors(arms, tmp_path, control=tmp_path, names=("arm A", "arm B"))
+    assert [row["detector"] for row in rows] == list(table)
+    assert auc.verdict == "arm A ahead" and fpr.verdict == "arm A ahead" and fpr.values == pytest.approx([-0.4, -0.4])
+    _, verdicts = compare_seeded_detectors(arms, tmp_path)
+    assert [v.verdict for v in verdicts] == ["A ahead"]  # no control: the FPR column is absent from every row

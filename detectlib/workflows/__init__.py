@@ -13,7 +13,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submodules=["bench", "detectors", "embedding", "seeded", "transfer", "wild_eval"],
     submod_attrs={
         "bench": [
-            "HEAD_EPOCH_VECTORS", "GOALS", "machine", "full_size_photos", "draft_decode_speedup",
+            "HEAD_EPOCH_VECTORS", "GOALS", "machine", "bench_entry", "record_results", "full_size_photos",
+            "draft_decode_speedup",
             "photo_pipeline_ratio", "encoder_variants", "demo_detectors", "draft_auc_shift",
             "embed_speedup", "head_epoch_memory", "data_wait_share", "train_images_per_s", "wall_seconds",
             "run_bench", "pipeline_vs_model_throughput", "infer_latency_vs_import_floor",
@@ -28,6 +29,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "seeded": [
             "SeededRuns", "run_name", "seed_dir", "seed_runs", "judge_over_seeds", "train_over_seeds",
+            "EncoderComparison", "compare_encoders_over_seeds", "compare_seeded_detectors",
         ],
         "transfer": [
             "CrossGenerator", "cross_generator_matrix", "LeaveGeneratorsOut", "read_content_control",

@@ -123,3 +123,78 @@ def train_over_seeds(arms: Mapping[str, Mapping[str, Any]], data_dir: Path | str
             kwargs = {"figures_dir": out / "figures", "progress": False, **common, **settings}
             results[arm][seed] = train(data_dir, profile=profile, seed=seed, out_dir=out, **kwargs)
     return SeededRuns(seeds, results)
+
+
+@dataclass
+class EncoderComparison:
+    """Lesson 03's question over seeds: the same head, on the same images, behind several frozen encoders.
+    ``runs[seed][spec]`` is one head; ``specs`` the encoders in the order asked (a spec asked twice, as when the
+    profile's CLIP is random already, ran once and is read twice); the first is compared with every other."""
+
+    seeds: tuple[int, ...]
+    specs: list[str]
+    runs: dict[int, dict[str, Any]]  # seed -> encoder spec -> ClipHeadResult
+
+    def auc(self, spec: str) -> list[float]:
+        return [self.runs[seed][spec].metrics["auc"] for seed in self.seeds]
+
+    def table(self) -> str:
+        """The first seed's runs side by side, epoch by epoch."""
+        from ..training.convnext import comparison_table
+
+        return comparison_table({spec: run.history for spec, run in self.runs[self.seeds[0]].items()})
+
+    def summary(self) -> list[str]:
+        """One line per encoder: validation AUC mean ± spread over the seeds, and how many seeds left a head that
+        learned nothing (training loss at ln 2), which is a degenerate baseline, not a measure of the features."""
+        import numpy as np
+
+        lines = []
+        for spec in self.specs:
+            aucs, n = self.auc(spec), len(self.seeds)
+            stuck = sum(self.runs[seed][spec].history.learned_nothing() for seed in self.seeds)
+            lines.append(f"{spec}: AUC-ROC {np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f} over {n} seeds"
+                         + (f"; on {stuck} of {n} seeds its training loss stayed at ln 2: a degenerate head that "
+                            "learned nothing, not a measure of what random features hold" if stuck else ""))
+        return lines
+
+    def verdicts(self, names: Sequence[str], margin: float = 0.02) -> list[Repeated]:
+        """The first encoder against each other one, on validation AUC, seed by seed; ``names`` reads the specs."""
+        first, *others = self.specs
+        return [compare_arms(self.auc(first), self.auc(other), (names[0], name), self.seeds, margin=margin,
+                             unit="AUC difference") for other, name in zip(others, names[1:], strict=True)]
+
+
+def compare_encoders_over_seeds(data_dirs: Any, encoders: Sequence[Any], seeds: Sequence[int], *, out_dir: Path,
+                                **kwargs: Any) -> EncoderComparison:
+    """``training.compare_encoders`` once per seed (the seed sets each head's start and the shuffles); the first
+    seed's heads go to ``out_dir``, where a single comparison would put them, the others beside it."""
+    from ..training.clip_head import compare_encoders
+
+    seeds = tuple(seeds)
+    specs = [getattr(encoder, "spec", encoder) for encoder in encoders]
+    return EncoderComparison(seeds, specs, {seed: compare_encoders(data_dirs, encoders, seed=seed, progress=False,
+                                                            out_dir=seed_dir(Path(out_dir), seed, seeds[0]), **kwargs)
+                                     for seed in seeds})
+
+
+def compare_seeded_detectors(arms: Mapping[str, Mapping[int, Path]], data_root: Path, *, control: Path | None = None,
+                             names: tuple[str, str] | None = None,
+                             columns: Sequence[tuple[str, float, str]] = (("val auc", 0.02, "higher"),
+                                                                          ("control fpr", 0.05, "lower"))
+                             ) -> tuple[list[dict], list[Repeated]]:
+    """Two arms, each a checkpoint per seed (the same seeds), through ``evaluation.compare_detectors``: its rows
+    (one per arm and seed, ``"<arm>, seed <N>"``) and, for each ``(column, margin, better)`` every row has, which
+    arm is ahead over seeds; ``names`` words the arms in the verdicts (default: the arms' keys)."""
+    from ..evaluation.reports import compare_detectors
+
+    (name_a, runs_a), (name_b, _) = arms.items()
+    seeds = tuple(runs_a)
+    rows = compare_detectors({run_name(name, seed): path for name, runs in arms.items() for seed, path in runs.items()},
+                             data_root, control=control)
+    by_run = {row["detector"]: row for row in rows}
+    verdicts = [compare_arms([by_run[run_name(name_a, s)][column] for s in seeds],
+                             [by_run[run_name(name_b, s)][column] for s in seeds], names or (name_a, name_b), seeds,
+                             margin=margin, unit=f"{column} difference", better=better)
+                for column, margin, better in columns if all(column in row for row in rows)]
+    return rows, verdicts
