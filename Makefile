@@ -8,7 +8,7 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Tests use tiny models: one thread each is faster than two fighting over 2 cores, and results repeat exactly.
 TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 DETECTLIB_PROFILE=smoke
 
-.PHONY: setup demo test test-colab bench lint clean test-browser
+.PHONY: setup demo test test-colab bench gpu-check lint clean test-browser
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ test-colab:
 # on WILD. Also times a fresh clone's set-up, `make demo` and `make test` (about 20 minutes more).
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m detectlib.bench --full
+
+# What a GPU user feels -> results/bench.json: ConvNeXt-T mixed-precision training, CLIP ViT-L/14 embedding and DDP
+# on every GPU (torchrun), images/s and peak memory each, random weights. Without CUDA: prints one line, exits 0.
+gpu-check: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m detectlib.gpu_check
 
 lint: $(STAMP)
 	$(BIN)/ruff check detectlib tests

@@ -8,15 +8,13 @@ module is the command line and its printed table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from .config import get_paths, get_profile
-from .files import atomic_write
 from .labels import format_table
-from .workflows.bench import run_bench
+from .workflows.bench import record_results, run_bench
 
 
 def result_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -41,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile(args.profile or ("smoke" if args.quick else "demo"))
     results = run_bench(profile, full=args.full, log=lambda m: print(f"[bench] {m}", flush=True))
     out = Path(args.out) if args.out else get_paths(profile).results / "bench.json"
-    record = json.dumps({"profile": profile.name, "results": results}, indent=2) + "\n"
-    atomic_write(out, lambda tmp: tmp.write_text(record))
+    record_results(results, out, profile.name)
     print(format_table(result_rows(results)))
     print(f"written {out}")
     return 0

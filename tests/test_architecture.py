@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "detectlib"
 LAYERS = ["config", "labels", "files", "data", "models", "evaluation", "explain", "plots", "training", "widgets",
           "workflows", "exercises", "cli"]
 COMMANDS = ["train", "train_clip_head", "evaluate", "infer", "gradcam_infer", "create_samples", "create_full_all",
-            "embed", "synth", "wild", "clip_onnx", "bench", "colab", "readme"]
+            "embed", "synth", "wild", "clip_onnx", "bench", "gpu_check", "colab", "readme"]
 PACKAGES = ["data", "models", "evaluation", "explain", "training", "workflows", "exercises"]
 
 

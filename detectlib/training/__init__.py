@@ -28,7 +28,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "set_epoch", "wrap_model", "wait_for_main",
         ],
         "loop": [
-            "LossFn", "History", "epoch_seed", "fit",
+            "LossFn", "History", "epoch_seed", "autocast_dtype", "fit",
         ],
     },
 )

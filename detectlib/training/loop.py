@@ -107,11 +107,13 @@ def _bar(loader: DataLoader, desc: str, show: bool):
     return tqdm(loader, desc=desc, leave=False, unit="batch", disable=not show)
 
 
-def _autocast_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16; None (full precision, deterministic) on the CPU."""
+def autocast_dtype(device: torch.device, amp: bool | None = None) -> torch.dtype | None:
+    """bf16 where the GPU computes it natively (Ampere and later), else fp16 (with a GradScaler); None (full
+    precision, deterministic) on the CPU or with ``amp=False``. Why not ``is_bf16_supported()``'s default: it counts
+    the emulated bf16 of a T4 (Colab's free GPU), which runs several times slower than its fp16."""
     if device.type != "cuda" or amp is False:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def _train_epoch(model, batches, optimizer, scaler, loss_fn, predict_fn, device, dtype) -> list[float]:
@@ -211,7 +213,7 @@ def fit(
     ctx = distributed_context()
     device = torch.device(device) if device is not None else (
         torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu"))
-    loss_fn, predict_fn, dtype = loss_fn or nn.CrossEntropyLoss(), predict_fn or _argmax, _autocast_dtype(device, amp)
+    loss_fn, predict_fn, dtype = loss_fn or nn.CrossEntropyLoss(), predict_fn or _argmax, autocast_dtype(device, amp)
     train_loader, val_loader = shard(train_loader, ctx, train=True, seed=seed), shard(val_loader, ctx, train=False,
                                                                                       seed=seed)
     from timm.optim import param_groups_weight_decay  # no decay on norms and biases, as timm trains ConvNeXt

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Profile, get_paths, get_profile
 from ..data.layout import DataDirs, class_samples, discover_generators, split_samples
 from ..evaluation.predictions import score_paths
+from ..files import atomic_write
 from ..models.detector import Detector
 from ..models.encoders import FrozenEncoder
 from ..training.clip_head import _fit, _loaders, _resolve_encoder
@@ -72,7 +73,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _entry(key: str, value: Any, **details: Any) -> dict[str, Any]:
+def bench_entry(key: str, value: Any, **details: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"value": value, **details, "machine": machine()}
     if key in GOALS and isinstance(value, int | float):
         direction, goal = GOALS[key]
@@ -469,12 +470,12 @@ def _onnx_peer_entry(spec: str, photos: list[Path], quick: bool) -> dict[str, An
     ViT-B/16 pixels only)."""
     if quick:
         variants = encoder_variants(spec, photos[:4], batch_size=2, onnx=False)
-        return _entry("clip_b16_vs_onnx_int8", None, encoder=spec,
+        return bench_entry("clip_b16_vs_onnx_int8", None, encoder=spec,
                       skipped="smoke profile: no ViT-B/16, the peer is not run", **variants)
     from ..models.clip_onnx import HUB_ID
 
     variants = encoder_variants(HUB_ID, photos[:32])
-    return _entry("clip_b16_vs_onnx_int8", variants.pop("ratio"), **variants)
+    return bench_entry("clip_b16_vs_onnx_int8", variants.pop("ratio"), **variants)
 
 
 def _fresh_clone_wall_times(root: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -485,7 +486,7 @@ def _fresh_clone_wall_times(root: Path, log: Callable[[str], None]) -> dict[str,
         subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
         for key, target in (("install_wall_s", "setup"), ("demo_wall_s", "demo"), ("test_wall_s", "test")):
             log(f"{key}: make {target} in {'a' if target == 'setup' else 'the'} fresh clone")
-            results[key] = _entry(key, wall_seconds(["make", target], clone))
+            results[key] = bench_entry(key, wall_seconds(["make", target], clone))
     return results
 
 
@@ -493,7 +494,7 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
     """Every measurement of ``make bench`` for one profile; ``full`` adds the whole-command wall times.
 
     Long but flat on purpose: one measurement after another, in the order of the README's Performance table, each
-    a log line, one call and one ``_entry``."""
+    a log line, one call and one ``bench_entry``."""
     from ..data.demo import ensure_demo_dataset
 
     raw = ensure_demo_dataset(profile)
@@ -502,7 +503,7 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
 
     log("clip_cache_speedup: one head epoch recomputing embeddings vs from the cache")
     limit = 100 if profile.name != "smoke" else None
-    results["clip_cache_speedup"] = _entry(
+    results["clip_cache_speedup"] = bench_entry(
         "clip_cache_speedup", cache_speedup(generators, limit=limit, profile=profile),
         encoder=profile.encoder, images_per_class_split_generator=limit)
 
@@ -517,17 +518,17 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
 
     log("draft_decode_speedup: JPEG photos decoded for the encoder's size vs whole")
     decode = draft_decode_speedup(photos, encoder.decode_side, repeats=1 if quick else 2)
-    results["draft_decode_speedup"] = _entry("draft_decode_speedup", decode.pop("speedup"), **decode)
+    results["draft_decode_speedup"] = bench_entry("draft_decode_speedup", decode.pop("speedup"), **decode)
 
     log("photo_pipeline_ratio: decode + preprocess + encode vs encode alone, full-size photos")
     pipeline = photo_pipeline_ratio(encoder, photos[:32], repeats=1 if quick else 2)
-    results["photo_pipeline_ratio"] = _entry("photo_pipeline_ratio", pipeline.pop("ratio"), encoder=encoder.spec,
+    results["photo_pipeline_ratio"] = bench_entry("photo_pipeline_ratio", pipeline.pop("ratio"), encoder=encoder.spec,
                                              **pipeline)
 
     log("draft_wild_auc_shift: each detector's WILD AUC, reduced decode vs whole")
     paths, labels, where = _auc_shift_images(profile, val_paths, generators[0].name)
     shift = draft_auc_shift(demo_detectors(profile) or {"ConvNeXt": checkpoint}, paths, labels)
-    results["draft_wild_auc_shift"] = _entry("draft_wild_auc_shift", shift.pop("shift"), images_from=where,
+    results["draft_wild_auc_shift"] = bench_entry("draft_wild_auc_shift", shift.pop("shift"), images_from=where,
                                              **shift)
 
     log("clip_b16_vs_onnx_int8: CLIP-B/16 fast CPU variant vs the INT8 ONNX peer, images/s")
@@ -535,34 +536,34 @@ def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None
 
     log("embed_2proc_speedup: python -m detectlib.embed, torchrun 2 processes vs 1, same files")
     speedup = embed_speedup(encoder.spec, photos[:4] if quick else photos, profile.name)
-    results["embed_2proc_speedup"] = _entry("embed_2proc_speedup", speedup.pop("speedup"), encoder=encoder.spec,
+    results["embed_2proc_speedup"] = bench_entry("embed_2proc_speedup", speedup.pop("speedup"), encoder=encoder.spec,
                                             **speedup)
 
     count = HEAD_EPOCH_VECTORS.get(profile.name, 1_000_000)
     log(f"head_epoch_peak_memory_ratio: one head epoch on {count} cached vectors, peak RSS / their size")
     memory = head_epoch_memory(count, encoder.dim)
-    results["head_epoch_peak_memory_ratio"] = _entry("head_epoch_peak_memory_ratio", memory.pop("ratio"),
+    results["head_epoch_peak_memory_ratio"] = bench_entry("head_epoch_peak_memory_ratio", memory.pop("ratio"),
                                                      **memory)
 
     log("data_wait_share: waiting for data in a training step")
     wait = data_wait_share(profile, generators[0], steps=5 if quick else 20)
-    results["data_wait_share"] = _entry("data_wait_share", wait["share"], **{k: v for k, v in wait.items()
+    results["data_wait_share"] = bench_entry("data_wait_share", wait["share"], **{k: v for k, v in wait.items()
                                                                              if k != "share"})
 
     log("infer_cli_latency_ratio: python -m detectlib.infer vs python -c 'import torch, timm'")
     latency = infer_latency_vs_import_floor(val_paths[0], checkpoint, runs=1 if quick else 3)
-    results["infer_cli_latency_ratio"] = _entry("infer_cli_latency_ratio", latency["ratio"],
+    results["infer_cli_latency_ratio"] = bench_entry("infer_cli_latency_ratio", latency["ratio"],
                                                 floor_s=latency["floor_s"], infer_s=latency["infer_s"])
 
     log("train_images_per_s: ConvNeXt forward + backward at 64, 128, 224 px")
     sizes, model_name = ((32, 64), "convnext_atto") if profile.name == "smoke" else ((64, 128, 224), "convnext_tiny")
-    results["train_images_per_s"] = _entry("train_images_per_s", train_images_per_s(sizes, model_name),
+    results["train_images_per_s"] = bench_entry("train_images_per_s", train_images_per_s(sizes, model_name),
                                            model=model_name, batch_size=16)
 
     if full:
         results |= _fresh_clone_wall_times(get_paths(profile).root, log)
 
-    results["peak_rss_mb"] = _entry(
+    results["peak_rss_mb"] = bench_entry(
         "peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         children_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     return results
@@ -696,3 +697,13 @@ def cache_speedup(
     kwargs = {"encoder": enc, "batch_size": batch_size, "limit": limit, "profile": prof}
     recomputed = head_epoch_seconds(data_dir, use_cache=False, **kwargs)
     return recomputed / head_epoch_seconds(data_dir, use_cache=True, **kwargs)
+
+
+def record_results(entries: dict[str, dict[str, Any]], out: Path, profile: str) -> Path:
+    """``entries`` into ``out`` in ``make bench``'s format (``{"profile", "results"}``), kept beside the entries
+    already there (each carries its own date and machine), so one file holds what ``make bench`` measured on the CPU
+    and ``make gpu-check`` on a GPU, whichever ran last; written atomically."""
+    report = json.loads(out.read_text()) if out.is_file() else {"profile": profile, "results": {}}
+    report["results"].update(entries)
+    text = json.dumps(report, indent=2) + "\n"
+    return atomic_write(out, lambda tmp: tmp.write_text(text))
