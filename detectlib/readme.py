@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import command
+from .cli import command, fail
 from .config import cpu_capabilities, get_paths, get_profile, seed_of
 from .evaluation.demo_run import (
     DEMO_RUN_JSON,
@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         executed = sorted((paths.root / "build" / "executed").glob("[0-9][0-9]_*.ipynb"))
         if not executed:
             raise FileNotFoundError(f"{paths.root / 'build' / 'executed'}: no executed notebooks; run make demo first")
-        record = collect_run(executed, seed=seed_of(), profile=get_profile().name, machine=cpu_capabilities())
+        try:
+            record = collect_run(executed, seed=seed_of(), profile=get_profile().name, machine=cpu_capabilities())
+        except ValueError as err:  # notebooks not run, or run under another seed: one line, not a traceback
+            return fail(err)
         wild_source = paths.results / WILD_JSON
     wild = read_wild_json(wild_source)
     if wild is None:

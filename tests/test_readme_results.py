@@ -78,7 +78,15 @@ def test_the_takeaways_are_read_word_for_word_from_the_executed_cells(tmp_path):
     assert "Only one line." in demo_run.teachers_markdown(record)
     (tmp_path / "03_c.ipynb").write_text(json.dumps({"cells": []}))
     with pytest.raises(ValueError, match="no printed takeaways in 03_c"):
-        demo_run.collect_run(sorted(tmp_path.glob("*.ipynb")), seed=0, profile="demo", machine={})
+        demo_run.collect_run(sorted(tmp_path.glob("*.ipynb")), seed=3, profile="demo", machine={})
+
+
+def test_a_run_is_never_credited_with_a_seed_it_did_not_use(tmp_path):
+    """Lessons 02 and 03 print their seeds; a record asked for another seed than they printed stops."""
+    (tmp_path / "02_b.ipynb").write_text(json.dumps(_notebook(["generators: AE | seeds: (1, 2, 3)", "1. A line."])))
+    assert demo_run.collect_run([tmp_path / "02_b.ipynb"], seed=1, profile="demo", machine={})["seed"] == 1
+    with pytest.raises(ValueError, match="this run used seed 1, not 0; set DETECTLIB_SEED=1"):
+        demo_run.collect_run([tmp_path / "02_b.ipynb"], seed=0, profile="demo", machine={})
 
 
 def test_readme_and_teachers_guide_say_what_the_committed_run_printed(monkeypatch, capsys):

@@ -10,6 +10,7 @@ carry between markers, so a test can check the blocks still say what that run pr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -48,11 +49,24 @@ def _times(notebook: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
     return spans
 
 
+def printed_seeds(notebook: Mapping[str, Any]) -> set[int]:
+    """The base seed(s) a lesson printed (``seeds: (1, 2, 3)`` in lessons 02 and 03): what the run really used."""
+    return {int(found) for cell in notebook["cells"] for output in cell.get("outputs", [])
+            if output.get("output_type") == "stream"
+            for found in re.findall(r"seeds: \((-?\d+),", "".join(output.get("text", "")))}
+
+
 def collect_run(executed: Sequence[Path | str], *, seed: int, profile: str, machine: Mapping[str, Any]) -> dict:
-    """The record of one run: its seed, profile and machine, and per executed lesson its takeaways and seconds."""
+    """The record of one run: its seed, profile and machine, and per executed lesson its takeaways and seconds.
+    A lesson that printed another seed than ``seed`` stops it: the record would credit the run with a seed it
+    did not use (as when this runs in a shell without the run's ``DETECTLIB_SEED``)."""
     lessons, ends = [], []
     for path in sorted(map(Path, executed)):
         notebook = json.loads(path.read_text(encoding="utf-8"))
+        other = printed_seeds(notebook) - {seed}
+        if other:
+            raise ValueError(f"{path}: this run used seed {min(other)}, not {seed}; set DETECTLIB_SEED={min(other)} "
+                             "(make demo passes it on) and run again")
         spans = _times(notebook)
         ends += [end for _, end in spans]
         lessons.append({"notebook": path.stem, "seconds": round(sum((e - s).total_seconds() for s, e in spans)),
