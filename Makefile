@@ -8,7 +8,7 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Tests use tiny models: one thread each is faster than two fighting over 2 cores, and results repeat exactly.
 TEST_ENV := $(OFFLINE) OMP_NUM_THREADS=1 DETECTLIB_PROFILE=smoke
 
-.PHONY: setup demo test test-colab bench gpu-check lint clean test-browser
+.PHONY: setup demo test test-colab test-full bench gpu-check lint clean test-browser
 
 setup: $(STAMP)
 
@@ -58,6 +58,26 @@ test-colab:
 	  COLAB_RELEASE_TAG=detectlib-test-colab DETECTLIB_ROOT="$$run" $(TEST_ENV) $(CURDIR)/$(COLAB_VENV)/bin/python -m pytest \
 	  [0-9]*.ipynb exercises/[0-9]*.ipynb exercises/solutions/[0-9]*.ipynb --nbval-lax --nbval-current-env -p no:cacheprovider -q; \
 	  status=$$?; rm -rf "$$run"; exit $$status
+
+# The lessons in `full` at real sizes, offline: prepare.py caches stand-ins once per machine (random-weight CLIP ViT-L/14
+# and convnext_tiny in their own hub cache, a small kit-made 224 px dataset); every cell must run, its time and memory go
+# to results/full_rehearsal.json (scores meaningless), then the reference's shapes are checked. NOTEBOOKS=...: a subset.
+REHEARSAL      := $(HOME)/.cache/detectlib/rehearsal
+REHEARSAL_ROOT := build/full-rehearsal
+NOTEBOOKS      ?= $(sort $(wildcard notebooks/[0-9]*.ipynb)) $(sort $(wildcard notebooks/exercises/[0-9]*.ipynb)) \
+                  $(sort $(wildcard notebooks/exercises/solutions/[0-9]*.ipynb))
+FULL_ENV := $(OFFLINE) HF_HUB_CACHE=$(REHEARSAL)/hf DETECTLIB_PROFILE=full DETECTLIB_ROOT=$(CURDIR)/$(REHEARSAL_ROOT)
+test-full: $(STAMP)
+	$(BIN)/python tests/full_rehearsal/prepare.py --cache $(REHEARSAL)
+	rm -rf $(REHEARSAL_ROOT) && mkdir -p $(REHEARSAL_ROOT)/data/raw && cp -r $(REHEARSAL)/data/*/ $(REHEARSAL_ROOT)/data/raw/
+	$(FULL_ENV) PYTHONPATH=tests $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout 7200 -p no:cacheprovider -p full_rehearsal.plugin -v; status=$$?; \
+	$(FULL_ENV) $(BIN)/python -m detectlib.train --data_dir $(REHEARSAL_ROOT)/data/raw/AE --epochs 1 \
+	  --weights $(REHEARSAL)/weights/convnext_tiny.safetensors --out_dir $(REHEARSAL_ROOT)/models/cli_weights \
+	  --figures_dir $(REHEARSAL_ROOT)/results/cli_weights || status=1; \
+	$(FULL_ENV) $(BIN)/python tests/full_rehearsal/check_outputs.py $(NOTEBOOKS) \
+	  --cli-checkpoint $(REHEARSAL_ROOT)/models/cli_weights/best.pth || status=1; \
+	exit $$status
 
 # Speed and memory against the kit's own ceilings (ratios within one run) -> results/bench.json: full-size photos
 # through CLIP-B/16 (decode, reduced JPEG decode, the INT8 ONNX peer), the embedding CLI on 1 and 2 processes, a head
