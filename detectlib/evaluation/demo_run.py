@@ -49,7 +49,7 @@ def _times(notebook: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
     return spans
 
 
-def printed_seeds(notebook: Mapping[str, Any]) -> set[int]:
+def _printed_seeds(notebook: Mapping[str, Any]) -> set[int]:
     """The base seed(s) a lesson printed (``seeds: (1, 2, 3)`` in lessons 02 and 03): what the run really used."""
     return {int(found) for cell in notebook["cells"] for output in cell.get("outputs", [])
             if output.get("output_type") == "stream"
@@ -63,7 +63,7 @@ def collect_run(executed: Sequence[Path | str], *, seed: int, profile: str, mach
     lessons, ends = [], []
     for path in sorted(map(Path, executed)):
         notebook = json.loads(path.read_text(encoding="utf-8"))
-        other = printed_seeds(notebook) - {seed}
+        other = _printed_seeds(notebook) - {seed}
         if other:
             raise ValueError(f"{path}: this run used seed {min(other)}, not {seed}; set DETECTLIB_SEED={min(other)} "
                              "(make demo passes it on) and run again")
