@@ -52,6 +52,9 @@ class Profile:
     convnext_model: str  # any timm model name
     convnext_kwargs: dict = field(default_factory=dict)  # overrides passed to timm.create_model
     convnext_pretrained: bool = False
+    # create_samples' draw per generator, split and class in lessons 02 and 07: the reference's default (100);
+    # in full the data is a download, so this, not val_per_class, sizes the sample
+    samples_per_class: int = 100
     epochs: int = 5
     batch_size: int = 16
     lr: float = 1e-4
@@ -68,6 +71,7 @@ PROFILES: dict[str, Profile] = {
         img_size=32,
         train_per_class=12,
         val_per_class=6,
+        samples_per_class=6,
         generator_steps=15,
         convnext_model="convnext_atto",
         # A custom-depth ConvNeXt: milliseconds per step, and it lacks stages.2.blocks.4 (see explain).

@@ -2,7 +2,7 @@
 
 nbval runs each notebook in its own kernel process. After every cell this reads the kernel's resident memory
 (``VmRSS``) and its peak since it started (``VmHWM``) from ``/proc/<pid>/status``, with the cell's seconds and
-whether it passed; at the end of the session it writes ``results/full_rehearsal.json`` under pytest's rootdir.
+whether it passed; after every cell it rewrites ``results/full_rehearsal.json`` under pytest's rootdir.
 What a ``full`` user needs to know before renting a machine is how long each lesson takes and how much memory it
 peaks at; the rehearsal's random weights make every score meaningless, and the file says so.
 """
@@ -106,6 +106,7 @@ class RehearsalRecorder:
     def __init__(self, rootpath: Path):
         self.out = rootpath / RESULTS_FILE
         self.records: list[CellRecord] = []
+        self._meta: dict[str, Any] | None = None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -118,12 +119,17 @@ class RehearsalRecorder:
         rss, hwm = kernel_memory_mb(kernel_pid(item))
         notebook = os.path.relpath(item.parent.path, item.config.rootpath)
         self.records.append(CellRecord(notebook, item.cell_num, round(call.duration, 2), rss, hwm, report.passed))
+        self.write()  # after every cell: a rehearsal of hours shows its progress, and a stopped one keeps its cells
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.records:
-            return
+    def write(self) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.out.write_text(json.dumps(summarise(self.records, session_meta()), indent=2) + "\n")
+        self.out.write_text(json.dumps(summarise(self.records, self.meta), indent=2) + "\n")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            self._meta = session_meta()
+        return self._meta
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.records:
