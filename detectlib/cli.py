@@ -34,7 +34,7 @@ EXIT_INTERRUPTED = 130
 
 # Bad-input errors of modules a command may not load: (module, exception) in ``detectlib``.
 _LOADED_ERRORS = (("models.checkpoints", "CheckpointError"), ("models.classifier", "PretrainedWeightsError"),
-                  ("explain.cam", "LayerError"),
+                  ("explain.cam", "LayerError"), ("models.memory", "GpuTooSmallError"),
                   ("models.features", "CacheFormatError"))  # an embedding cache of another kit version
 
 

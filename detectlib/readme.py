@@ -3,7 +3,9 @@
 Two blocks, each from one run and nothing else: the lessons' takeaways as the executed notebooks in
 ``build/executed/`` printed them (kept as ``figures/demo_run.json``, also rendered into the teacher's guide), and
 the in-the-wild table from ``results/wild.json`` (kept as ``figures/wild.json``). The copies sit beside the figures of
-the same run; ``--check`` compares the README and TEACHERS.md with them, which the test suite does.
+the same run; ``--check`` compares the README and TEACHERS.md with them, which the test suite does. ``--full``
+writes a third block instead, from the last ``make test-full`` (``results/full_rehearsal.json``) and the T4 plan
+measured now (``workflows.colab_plan``), kept as ``figures/full_rehearsal.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ from .evaluation.demo_run import (
 )
 from .evaluation.wild_report import WILD_JSON, read_wild_json, replace_readme_block, wild_markdown
 from .files import atomic_write
+from .workflows.colab_plan import FULL_REHEARSAL_JSON, full_markdown, plan_for_colab
+from .workflows.colab_plan import README_MARKERS as FULL_MARKERS
 
 TEACHERS = Path("notebooks") / "exercises" / "TEACHERS.md"
 
 
-def _rendered(root: Path, record: dict, wild: dict) -> dict[Path, str]:
-    """README.md and TEACHERS.md as they must read for this run's record and WILD report."""
+def _rendered(root: Path, record: dict, wild: dict, full: dict | None) -> dict[Path, str]:
+    """README.md and TEACHERS.md as they must read for this run's record and WILD report (and ``full``, the
+    rehearsal with its T4 plan, when one has been recorded)."""
     readme = root / "README.md"
     text = replace_block(readme.read_text(encoding="utf-8"), README_MARKERS, demo_markdown(record))
+    if full is not None:
+        text = replace_block(text, FULL_MARKERS, full_markdown(full, full["colab_plan"]))
     teachers = root / TEACHERS
     return {readme: replace_readme_block(text, wild_markdown(wild)),
             teachers: replace_block(teachers.read_text(encoding="utf-8"), TEACHERS_MARKERS, teachers_markdown(record))}
@@ -46,8 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detectlib.readme", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when README.md or TEACHERS.md differ from figures/ instead of writing")
+    parser.add_argument("--full", action="store_true",
+                        help="write the full-profile block from results/full_rehearsal.json (make test-full)")
     args = parser.parse_args(argv)
     paths = get_paths()
+    if args.full:
+        return _write_full(paths.root, paths.results / FULL_REHEARSAL_JSON, paths.figures / FULL_REHEARSAL_JSON)
+    full_copy = paths.figures / FULL_REHEARSAL_JSON
+    full = json.loads(full_copy.read_text(encoding="utf-8")) if full_copy.exists() else None
     if args.check:
         record = json.loads((paths.figures / DEMO_RUN_JSON).read_text(encoding="utf-8"))
         wild_source = paths.figures / WILD_JSON
@@ -63,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wild = read_wild_json(wild_source)
     if wild is None:
         raise FileNotFoundError(f"{wild_source}: no WILD results; run notebook 05 (make demo) first")
-    rendered = _rendered(paths.root, record, wild)
+    rendered = _rendered(paths.root, record, wild, full)
     if args.check:
         stale = [path.name for path, text in rendered.items() if path.read_text(encoding="utf-8") != text]
         print(f"{', '.join(stale)} differ from figures/{DEMO_RUN_JSON} and figures/{WILD_JSON}" if stale
@@ -75,6 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write(paths.figures / WILD_JSON, lambda tmp: shutil.copyfile(wild_source, tmp))
     print(f"README.md and TEACHERS.md written from {len(record['lessons'])} executed notebooks and {wild_source}; "
           f"copies kept in {paths.figures}")
+    return 0
+
+
+def _write_full(root: Path, source: Path, copy: Path) -> int:
+    """The README's full-profile block from one rehearsal and the T4 plan, measured now; the record is kept."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no rehearsal recorded; run make test-full first")
+    record = {**json.loads(source.read_text(encoding="utf-8")), "colab_plan": plan_for_colab()}
+    readme = root / "README.md"
+    text = replace_block(readme.read_text(encoding="utf-8"), FULL_MARKERS, full_markdown(record, record["colab_plan"]))
+    atomic_write(readme, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(copy, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    print(f"README.md's full-profile block written from {source} and the T4 plan; record kept in {copy}")
     return 0
 
 

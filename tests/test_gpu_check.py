@@ -14,6 +14,7 @@ import torch
 from transformers import CLIPVisionConfig
 
 from detectlib import gpu_check
+from detectlib.models.encoders import clip_l14_config
 from detectlib.workflows.bench import record_results
 
 TINY_CLIP = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -37,10 +38,11 @@ def test_measure_runs_on_cpu_and_returns_bench_entries_with_the_device(entries):
         assert entry["batch_size"] == 2 and entry["steps"] == 1 and entry["image_size"] == 32, key
         assert {"cpu", "date", "torch"} <= set(entry["machine"]), key
     assert entries[gpu_check.CLIP_KEY]["layers"] == 2 and entries[gpu_check.TRAIN_KEY]["params_m"] > 0
+    assert entries[gpu_check.TRAIN_KEY]["estimated_peak_mb"] > 0  # the estimate, beside the peak a GPU measures
 
 
 def test_the_default_clip_is_vit_l14_at_224():
-    config = gpu_check.clip_l14_config()
+    config = clip_l14_config()
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.patch_size,
             config.image_size, config.projection_dim) == (1024, 24, 16, 14, 224, 768)
 

@@ -20,7 +20,7 @@ from . import classifier, clip_head, training_free  # noqa: F401
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submodules=["checkpoints", "classifier", "clip_head", "clip_onnx", "detector", "encoders",
-        "features", "training_free"],
+        "features", "memory", "training_free"],
     submod_attrs={
         "checkpoints": [
             "CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint",
@@ -33,6 +33,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "clip_head": [
             "REFERENCE_WEIGHTS", "ClipHeadDetector", "LogitOutput", "make_head", "score_from_logit",
             "p_ai_from_score", "score_from_p_ai", "head_p_ai", "FrozenHeadDetector", "grpClasificador",
+        ],
+        "memory": [
+            "CONTEXT_BYTES", "HEADROOM", "GB", "GpuTooSmallError", "MemoryNeed", "training_need", "inference_need",
+            "gpu_memory_bytes", "batch_for_gpu",
         ],
         "clip_onnx": [
             "HUB_ID", "HUB_REVISION", "WHEEL", "ONNX_MEMBER", "ONNX_SHA256", "FORMAT_VERSION",
@@ -49,7 +53,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "encoders": [
             "TINY_CLIP", "TINY_CLIP_CONFIG", "RANDOM_SUFFIX", "INIT_SEED", "weights_fingerprint",
             "FrozenEncoder", "PRECISIONS", "native_bf16_cpu", "ClipVisionEncoder", "TimmEncoder",
-            "make_encoder", "random_counterpart", "ImagesLike",
+            "clip_l14_config", "make_encoder", "random_counterpart", "ImagesLike",
         ],
         "features": [
             "CACHE_FORMAT", "SHARD_SUFFIX", "CacheFormatError", "CacheStats", "EmbeddedSet",

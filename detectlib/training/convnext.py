@@ -5,6 +5,7 @@ that make over-fitting visible (``overfit_recipe``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ from ..config import CLASSES, Profile, get_paths, get_profile, seed_of
 from ..data.datasets import image_datasets
 from ..data.layout import LayoutError, check_layout, list_class_images
 from ..models.classifier import create_timm_model, normalisation_of
+from ..models.memory import batch_for_gpu, gpu_memory_bytes, training_need
 from ..plots import save_training_curves
 from .distributed import distributed_context
-from .loop import History, fit
+from .loop import History, autocast_dtype, fit
 
 # Decode every image once into memory when the uint8 tensors fit in this budget; bigger sets stream from disk.
 PRELOAD_LIMIT_BYTES = 2 * 1024**3
@@ -40,7 +42,9 @@ class TrainResult:
 
 
 def make_loaders(datasets: Mapping[str, Dataset], batch_size: int, workers: int = 0) -> dict[str, DataLoader]:
-    """Shuffled training and ordered validation loaders; ``fit`` seeds the shuffle of every epoch."""
+    """Shuffled training and ordered validation loaders; ``fit`` seeds the shuffle of every epoch. ``workers`` is
+    capped at the CPUs this process may use: a free Colab runtime has 2, and more workers only compete for them."""
+    workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return {
         split: DataLoader(ds, batch_size=batch_size, shuffle=(split == "train"), num_workers=workers,
                           pin_memory=torch.cuda.is_available())
@@ -93,7 +97,7 @@ def train_convnext(
         model_kwargs = prof.convnext_kwargs if model_name == prof.convnext_model else {}
     img_size = img_size if img_size is not None else prof.img_size
     epochs = epochs if epochs is not None else prof.epochs
-    batch_size = batch_size if batch_size is not None else prof.batch_size
+    asked_batch, batch_size = batch_size, batch_size if batch_size is not None else prof.batch_size
     lr = lr if lr is not None else prof.lr
     pretrained = prof.convnext_pretrained if pretrained is None else pretrained
     workers = prof.workers if workers is None else workers
@@ -111,6 +115,9 @@ def train_convnext(
                               "cannot learn or be measured on a class it never sees")
     torch.manual_seed(seed)  # the new head (and a from-scratch network) starts from a known draw
     model = create_timm_model(model_name, pretrained=pretrained, weights=weights, **model_kwargs)
+    if torch.cuda.is_available():  # a default batch too large for this GPU is lowered; an explicit one is refused
+        batch_size = _batch_for_this_gpu(model, img_size, batch_size, explicit=asked_batch is not None,
+                                         local_rank=ctx.local_rank, show=ctx.is_main)
     loaders = make_loaders(datasets, batch_size, workers)
     source = f"weights from {weights}" if weights else ("pretrained" if pretrained else "random init")
     if ctx.is_main:
@@ -126,6 +133,19 @@ def train_convnext(
     if ctx.is_main:
         save_training_curves(history, figures_dir)
     return TrainResult(model, history, out_dir / "best.pth", out_dir / f"epoch_{history.epochs[-1]['epoch']}.pth")
+
+
+def _batch_for_this_gpu(model: nn.Module, img_size: int, batch_size: int, *, explicit: bool, local_rank: int,
+                        show: bool) -> int:
+    """The batch ``batch_size`` becomes on this process's GPU (``models.memory.batch_for_gpu``), said when changed."""
+    device = torch.device("cuda", local_rank)
+    need = training_need(model, img_size, amp=autocast_dtype(device) is not None,
+                         what=f"training {type(model).__name__} at {img_size} px")
+    batch, note = batch_for_gpu(need, batch_size, gpu_memory_bytes(device), torch.cuda.get_device_name(device),
+                                explicit=explicit)
+    if note and show:
+        print(f"note: {note}", flush=True)
+    return batch
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import seed_of
+from ..models.memory import GpuTooSmallError
 from .checkpointing import EpochCheckpoints
 from .distributed import (
     all_gather_cat,
@@ -230,8 +231,13 @@ def fit(
         _reseed(epoch_seed(seed, epoch, ctx.rank))
         set_epoch(train_loader, epoch)
         show = progress and ctx.is_main
-        train = all_reduce_sum(_train_epoch(net, _bar(train_loader, f"epoch {epoch}/{epochs} train", show),
-                                            optimizer, scaler, loss_fn, predict_fn, device, dtype), device, ctx)
+        try:
+            train = all_reduce_sum(_train_epoch(net, _bar(train_loader, f"epoch {epoch}/{epochs} train", show),
+                                                optimizer, scaler, loss_fn, predict_fn, device, dtype), device, ctx)
+        except torch.OutOfMemoryError:  # one line naming the way out, not a CUDA allocator dump
+            raise GpuTooSmallError(f"{device} ran out of memory training at batch {train_loader.batch_size}: pass "
+                                   f"a smaller batch_size (--batch_size {max(1, (train_loader.batch_size or 2) // 2)})"
+                                   ) from None
         outputs, targets = _predict(net, _bar(val_loader, f"epoch {epoch}/{epochs} val", show), device, dtype)
         outputs, targets = all_gather_cat(outputs, ctx), all_gather_cat(targets, ctx)
         row = _epoch_row(epoch, train, outputs, targets, loss_fn, predict_fn, val_metrics_fn,

@@ -1,6 +1,7 @@
 """What a lesson or a command needs that trains *and* evaluates: the detectors notebooks 04 to 06 use
 (``detectors``), comparisons repeated over seeds (``seeded``), transfer across generators (``transfer``), the embedding of a whole dataset (``embedding``), and
-the speed measures of ``make bench`` (``bench``)."""
+the speed measures of ``make bench`` (``bench``), and what the
+``full`` lessons need on Colab (``colab_plan``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import lazy_loader
 # command line imports only what its job needs (scientific Python's SPEC 1, ``lazy_loader``).
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["bench", "detectors", "embedding", "seeded", "transfer", "wild_eval"],
+    submodules=["bench", "colab_plan", "detectors", "embedding", "seeded", "transfer", "wild_eval"],
     submod_attrs={
         "bench": [
             "HEAD_EPOCH_VECTORS", "GOALS", "machine", "bench_entry", "record_results", "full_size_photos",
@@ -19,6 +20,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "embed_speedup", "head_epoch_memory", "data_wait_share", "train_images_per_s", "wall_seconds",
             "run_bench", "pipeline_vs_model_throughput", "infer_latency_vs_import_floor",
             "head_epoch_seconds", "cache_speedup",
+        ],
+        "colab_plan": [
+            "FULL_REHEARSAL_JSON", "README_MARKERS", "T4_NAME", "T4_BYTES", "COLAB_RAM_BYTES", "COLAB_RAM_RESERVED",
+            "SCORING_BATCH", "plan_for_colab", "fits_colab_ram", "full_markdown",
         ],
         "detectors": [
             "TRANSFER_DETECTOR", "RESIDUAL_DETECTOR", "TRAINING_FREE_DETECTOR", "ensure_detectors",

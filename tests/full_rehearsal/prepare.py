@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="default: %(default)s")
     args = parser.parse_args(argv)
     from detectlib.config import get_profile
-    from detectlib.gpu_check import clip_l14_config
+    from detectlib.models.encoders import clip_l14_config
 
     full = get_profile("full")
     if (full.encoder, full.convnext_model) != (CLIP_REPO, CONVNEXT):
