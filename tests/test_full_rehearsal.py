@@ -104,3 +104,22 @@ def test_kernel_memory_is_read_from_proc():
         pytest.skip("no /proc on this system")
     assert 0 < rss <= hwm
     assert plugin.kernel_memory_mb(None) == (None, None)
+
+
+def test_the_record_names_the_commit_rehearsed(monkeypatch):
+    meta = plugin.session_meta()
+    assert meta["commit"] is None or meta["commit"].split("+")[0].isalnum()
+    assert set(meta["switches"]) == set(plugin.SWITCHES) and meta["versions"]["torch"]
+
+
+def test_the_recorder_rewrites_the_file_after_every_cell(tmp_path, monkeypatch):
+    recorder = plugin.RehearsalRecorder(tmp_path)
+    monkeypatch.setattr(plugin, "session_meta", lambda: {"date": "today"})
+    recorder.records.append(plugin.CellRecord("notebooks/01.ipynb", 0, 1.0, 300.0, 310.0, True))
+    recorder.write()
+    first = json.loads((tmp_path / plugin.RESULTS_FILE).read_text())
+    recorder.records.append(plugin.CellRecord("notebooks/01.ipynb", 1, 2.0, 300.0, 320.0, True))
+    recorder.write()
+    second = json.loads((tmp_path / plugin.RESULTS_FILE).read_text())
+    assert len(first["notebooks"]["notebooks/01.ipynb"]["cells"]) == 1 and first["date"] == "today"
+    assert second["notebooks"]["notebooks/01.ipynb"]["seconds"] == 3.0

@@ -75,7 +75,8 @@ def full_markdown(rehearsal: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
     notebooks = rehearsal["notebooks"]
     total = sum(entry["seconds"] for entry in notebooks.values())
     ram_budget = (plan["ram_bytes"] - plan["ram_reserved_bytes"]) / GB
-    lines = [f"One `make test-full`, {rehearsal['date'][:10]}, on {machine.get('model', 'a CPU')} with "
+    commit = f" of commit `{rehearsal['commit']}`" if rehearsal.get("commit") else ""
+    lines = [f"One `make test-full`{commit}, {rehearsal['date'][:10]}, on {machine.get('model', 'a CPU')} with "
              f"{machine.get('cores', '?')} cores and no GPU: {len(notebooks)} notebooks in {_minutes(total)}, "
              f"{'every cell passed' if rehearsal['passed'] else 'NOT every cell passed'}. Time is this CPU's (a GPU "
              "runs the heavy cells many times faster); memory is the notebook kernel's peak, which on Colab must "

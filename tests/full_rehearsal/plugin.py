@@ -97,7 +97,21 @@ def session_meta() -> dict[str, Any]:
         "machine": cpu_capabilities(),
         "versions": {"torch": torch.__version__, "timm": timm.__version__, "transformers": transformers.__version__},
         "switches": {name: os.environ.get(name) for name in SWITCHES},
+        "commit": _commit(),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with ``+changes`` when tracked files differ from it: which code was rehearsed."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 class RehearsalRecorder:
