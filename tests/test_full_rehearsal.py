@@ -96,6 +96,9 @@ def test_summary_per_notebook_from_cell_records():
     assert (first["seconds"], first["peak_rss_mb"], first["cells_passed"], first["cells_failed"]) == (3.75, 420.5, 1, 1)
     assert first["cells"][1] == {"index": 1, "seconds": 2.25, "rss_mb": 280.0, "hwm_mb": 420.5, "passed": False}
     assert (second["seconds"], second["peak_rss_mb"]) == (4.0, None)
+    clean = [plugin.CellRecord("notebooks/01.ipynb", 0, 1.0, 1.0, 1.0, True)]
+    assert plugin.summarise(clean, {"requested": ["notebooks/01.ipynb"]})["passed"] is True
+    assert plugin.summarise(clean, {"requested": ["notebooks/01.ipynb", "notebooks/02.ipynb"]})["passed"] is False
 
 
 def test_kernel_memory_is_read_from_proc():
@@ -123,3 +126,29 @@ def test_the_recorder_rewrites_the_file_after_every_cell(tmp_path, monkeypatch):
     second = json.loads((tmp_path / plugin.RESULTS_FILE).read_text())
     assert len(first["notebooks"]["notebooks/01.ipynb"]["cells"]) == 1 and first["date"] == "today"
     assert second["notebooks"]["notebooks/01.ipynb"]["seconds"] == 3.0
+
+
+def test_a_session_records_every_cell_and_what_it_was_asked_to_run(tmp_path):
+    """The plugin inside a real nbval session: one tiny notebook, its cells timed and its kernel's memory read."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                               nbformat.v4.new_code_cell("print(x + 1)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    tests_dir = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "pytest", "tiny.ipynb", "--nbval-lax", "--nbval-current-env",
+                          "-p", "no:cacheprovider", "-p", "full_rehearsal.plugin", "-q"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((tmp_path / plugin.RESULTS_FILE).read_text())
+    assert record["requested"] == ["tiny.ipynb"] and record["passed"] is True
+    cells = record["notebooks"]["tiny.ipynb"]["cells"]
+    assert [cell["index"] for cell in cells] == [0, 1] and all(cell["passed"] for cell in cells)
+    assert all(cell["rss_mb"] and cell["rss_mb"] > 10 for cell in cells)  # the kernel's memory, read from /proc

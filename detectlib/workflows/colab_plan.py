@@ -69,6 +69,19 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _outcome(rehearsal: Mapping[str, Any]) -> str:
+    """Every cell passed; or which cells failed and which requested notebooks the run never reached."""
+    failed = sum(entry["cells_failed"] for entry in rehearsal["notebooks"].values())
+    missing = [name for name in rehearsal.get("requested", ()) if name not in rehearsal["notebooks"]]
+    if not failed and not missing:
+        return "every cell passed"
+    parts = [f"{failed} cell{'s' * (failed != 1)} failed"] if failed else []
+    if missing:
+        parts.append("not reached (the run was stopped): "
+                     + ", ".join(f"`{name.removeprefix('notebooks/')}`" for name in missing))
+    return "; ".join(parts)
+
+
 def full_markdown(rehearsal: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
     """The README's block: one rehearsal's time and memory per notebook, and the T4 plan beside it."""
     machine = rehearsal["machine"]
@@ -78,7 +91,7 @@ def full_markdown(rehearsal: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
     commit = f" of commit `{rehearsal['commit']}`" if rehearsal.get("commit") else ""
     lines = [f"One `make test-full`{commit}, {rehearsal['date'][:10]}, on {machine.get('model', 'a CPU')} with "
              f"{machine.get('cores', '?')} cores and no GPU: {len(notebooks)} notebooks in {_minutes(total)}, "
-             f"{'every cell passed' if rehearsal['passed'] else 'NOT every cell passed'}. Time is this CPU's (a GPU "
+             f"{_outcome(rehearsal)}. Time is this CPU's (a GPU "
              "runs the heavy cells many times faster); memory is the notebook kernel's peak, which on Colab must "
              f"fit the free runtime's {plan['ram_bytes'] / GB:.1f} GB of RAM less {plan['ram_reserved_bytes'] / GB:.1f}"
              f" GB for its own services and data workers ({ram_budget:.1f} GB).", "",

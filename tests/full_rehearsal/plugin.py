@@ -66,8 +66,9 @@ def kernel_pid(item: pytest.Item) -> int | None:
 
 
 def summarise(records: Iterable[CellRecord], meta: dict[str, Any]) -> dict[str, Any]:
-    """The JSON written at the end: ``meta`` (date, machine, versions) and per notebook, in the order run, its
-    total seconds, peak memory (the largest VmHWM, else VmRSS, seen after any cell), cells passed and each cell."""
+    """The JSON written after each cell: ``meta`` (date, machine, versions, the notebooks ``requested``) and per
+    notebook, in the order run, its total seconds, peak memory (the largest VmHWM, else VmRSS, seen after any
+    cell), cells passed and each cell. ``passed`` is true only once every requested notebook has run clean."""
     notebooks: dict[str, dict[str, Any]] = {}
     for record in records:
         entry = notebooks.setdefault(record.notebook, {"seconds": 0.0, "peak_rss_mb": None, "cells_passed": 0,
@@ -80,7 +81,8 @@ def summarise(records: Iterable[CellRecord], meta: dict[str, Any]) -> dict[str, 
         cell = asdict(record)
         del cell["notebook"]
         entry["cells"].append(cell)
-    return {"note": NOTE, **meta, "passed": all(n["cells_failed"] == 0 for n in notebooks.values()),
+    complete = set(meta.get("requested", ())) <= set(notebooks)
+    return {"note": NOTE, **meta, "passed": complete and all(n["cells_failed"] == 0 for n in notebooks.values()),
             "notebooks": notebooks}
 
 
@@ -120,7 +122,16 @@ class RehearsalRecorder:
     def __init__(self, rootpath: Path):
         self.out = rootpath / RESULTS_FILE
         self.records: list[CellRecord] = []
+        self.requested: list[str] = []
         self._meta: dict[str, Any] | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The notebooks this session will run, so that a record cut short says what it did not reach."""
+        from nbval.plugin import IPyNbCell
+
+        names = (os.path.relpath(item.parent.path, session.config.rootpath) for item in session.items
+                 if isinstance(item, IPyNbCell))
+        self.requested = list(dict.fromkeys(names))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -142,7 +153,7 @@ class RehearsalRecorder:
     @property
     def meta(self) -> dict[str, Any]:
         if self._meta is None:
-            self._meta = session_meta()
+            self._meta = {**session_meta(), "requested": self.requested}
         return self._meta
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
