@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="the notebooks run (default: all, so every file is required)")
     parser.add_argument("--cli-checkpoint", type=Path, help="best.pth of `python -m detectlib.train --weights ...`")
+    parser.add_argument("--cli-clip-head", type=Path, help="modelo_final.pth of `python -m detectlib.train_clip_head`")
     args = parser.parse_args(argv)
     from detectlib.config import get_paths, get_profile
     from detectlib.models.clip_head import REFERENCE_WEIGHTS
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
          check_clip_head),
         ("ConvNeXt best.pth", paths.models / "best.pth", "02_train_convnext", check_convnext),
         ("ConvNeXt via --weights", args.cli_checkpoint, None, check_convnext),
+        ("CLIP head via train_clip_head", args.cli_clip_head, None, check_clip_head),
     ]
     failed = 0
     for what, path, lesson, check in checks:
