@@ -8,8 +8,9 @@ line ``warning: <message>`` (the skipped-file policy of ``data``: each skipped f
 ``note: <message>`` (``infer`` and ``gradcam_infer`` say which model the checkpoint holds), and file
 names that are not valid UTF-8 print with backslash escapes instead of crashing the output.
 
-Lean on purpose: importing it imports nothing heavy. The checkpoint and weights errors are recognised only once
-their module is loaded, which is the only way they can have been raised.
+Lean on purpose: importing it imports nothing heavy. Every bad-input error of the kit subclasses
+``config.BadInputError`` (next to its old base, ``ValueError`` or ``RuntimeError``), so one class recognises them
+all, whichever modules the command loaded.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from .config import Profile
-from .data.images import ImageLoadError, SkippedFileWarning
-from .data.layout import LayoutError
+from .config import BadInputError, Profile
+from .data.images import SkippedFileWarning
 from .data.tools import CopySummary
 
 EXIT_BAD_INPUT = 2
@@ -32,20 +32,10 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-# Bad-input errors of modules a command may not load: (module, exception) in ``detectlib``.
-_LOADED_ERRORS = (("models.checkpoints", "CheckpointError"), ("models.classifier", "PretrainedWeightsError"),
-                  ("explain.cam", "LayerError"), ("models.memory", "GpuTooSmallError"),
-                  ("models.features", "CacheFormatError"))  # an embedding cache of another kit version
-
-
 def input_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean bad input (see the module docstring)."""
-    errors: list[type[BaseException]] = [ImageLoadError, LayoutError, OSError]
-    for module_name, error in _LOADED_ERRORS:
-        module = sys.modules.get(f"{__package__}.{module_name}")
-        if module is not None:
-            errors.append(getattr(module, error))
-    return tuple(errors)
+    """The exception types that mean bad input (see the module docstring): the kit's ``BadInputError`` and a path
+    the system refuses (``OSError``)."""
+    return BadInputError, OSError
 
 
 def one_line(err: BaseException | str) -> str:
@@ -155,8 +145,8 @@ def run_cli(tool: Callable[..., CopySummary], argv: Sequence[str] | None, prog: 
     def main(args: Sequence[str] | None) -> int:
         try:
             tool(**vars(parser.parse_args(args)))
-        except ValueError as err:  # e.g. a negative --n_per_class (ImageLoadError / LayoutError go to command)
-            if isinstance(err, ImageLoadError | LayoutError):
+        except ValueError as err:  # e.g. a negative --n_per_class (a BadInputError goes to command)
+            if isinstance(err, BadInputError):
                 raise
             print(f"error: {err}", file=sys.stderr)
             return 2

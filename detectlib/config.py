@@ -40,6 +40,13 @@ CLASSES: tuple[str, str] = ("ai", "nature")
 AI_INDEX = 0
 
 
+class BadInputError(Exception):
+    """What the user gave is wrong, not the kit: an unreadable image, a folder without the reference layout, a
+    checkpoint that is not one, weights that cannot be had, a layer the model lacks, a stale embedding cache, a GPU
+    too small. Each such error subclasses it next to its old base (``ValueError``, ``RuntimeError``), so a command
+    line recognises them all with one ``except`` (``cli.input_errors``) and ends with one line and exit code 2."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Every size that differs between smoke, demo and full."""

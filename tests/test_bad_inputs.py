@@ -11,6 +11,7 @@ corpus itself (module fixture) and reused by evaluate, infer, Grad-CAM and the w
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import subprocess
 import sys
@@ -22,10 +23,10 @@ import pytest
 import torch
 from badinputs import BAD, NOT_FILES, ODD_GOOD, SPACED_NAME, encoded, make_corpus, no_hang, noise, snapshot
 
+from detectlib import cli, evaluate, gradcam_infer, infer, train, train_clip_head
 from detectlib import create_full_all as full_all_cli
 from detectlib import create_samples as samples_cli
-from detectlib import evaluate, gradcam_infer, infer, train, train_clip_head
-from detectlib.config import CLASSES, get_profile
+from detectlib.config import CLASSES, BadInputError, get_profile
 from detectlib.data.audit import audit_dataset
 from detectlib.data.datasets import ImageFolderDataset, image_datasets
 from detectlib.data.images import ImageLoadError, load_image
@@ -490,6 +491,38 @@ def test_checkpoint_problems_through_the_clis_are_one_line(corpus, trained, tmp_
     torch.save(ckpt, tmp_path / "three.pth")
     assert evaluate.main(["--model_path", str(tmp_path / "three.pth"), "--data_dir", str(corpus.clean)]) == 2
     assert_one_line_error(capsys.readouterr().err, "['real', 'fake', 'other']", "['ai', 'nature']")
+
+
+BAD_INPUT_ERRORS = {  # module: (error, its old base, still caught by ``except <base>``)
+    "data.images": ("ImageLoadError", ValueError), "data.layout": ("LayoutError", ValueError),
+    "models.checkpoints": ("CheckpointError", ValueError), "models.classifier": ("PretrainedWeightsError", RuntimeError),
+    "explain.cam": ("LayerError", ValueError), "models.features": ("CacheFormatError", ValueError),
+    "models.memory": ("GpuTooSmallError", RuntimeError),
+}
+
+
+@pytest.mark.parametrize("module", sorted(BAD_INPUT_ERRORS))
+def test_every_bad_input_error_shares_one_base_and_keeps_its_own(module, capsys):
+    name, base = BAD_INPUT_ERRORS[module]
+    error = getattr(importlib.import_module(f"detectlib.{module}"), name)
+    assert issubclass(error, BadInputError) and issubclass(error, base)
+    assert cli.input_errors() == (BadInputError, OSError)
+
+    @cli.command
+    def main(argv):
+        raise error("the input is wrong\nsecond line")
+
+    assert main([]) == 2
+    assert capsys.readouterr().err == "error: the input is wrong\n"
+
+
+def test_a_bug_is_not_bad_input_and_keeps_its_traceback():
+    @cli.command
+    def main(argv):
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        main([])
 
 
 # ---------------------------------------------------------------------------------------------- widgets

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from detectlib import files
 from detectlib.models import clip_onnx
 from detectlib.models.classifier import PretrainedWeightsError
 
@@ -376,12 +377,15 @@ def test_an_outdated_or_partial_folder_is_not_complete(folder, tmp_path):
     other.mkdir()
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         (other / name).write_text("{}")
-    assert not clip_onnx._is_complete(other)  # no provenance file: an interrupted rebuild
+    def is_complete(folder):
+        return files.is_built(folder, clip_onnx._provenance(), **clip_onnx._FOLDER)
+
+    assert not is_complete(other)  # no provenance file: an interrupted rebuild
     meta = json.loads((folder / clip_onnx.PROVENANCE_FILE).read_text())
     (other / clip_onnx.PROVENANCE_FILE).write_text(json.dumps({**meta, "format_version": 0}))
-    assert not clip_onnx._is_complete(other)
+    assert not is_complete(other)
     (other / clip_onnx.PROVENANCE_FILE).write_text(json.dumps(meta))
-    assert clip_onnx._is_complete(other)
+    assert is_complete(other)
 
 
 def test_cache_locations_follow_the_environment(monkeypatch, tmp_path):

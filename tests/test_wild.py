@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detectlib import files
 from detectlib import wild as wild_cli
 from detectlib.config import CLASSES, get_profile
 from detectlib.data import wild
@@ -352,11 +353,11 @@ def test_an_interrupted_build_leaves_the_previous_build_and_no_staging(world, mo
     assert not wild.get_paths(PROFILE, world["root"] / "fresh").wild.exists()
     monkeypatch.setattr(wild, "common_steps", real)
 
-    def swap_fails(staging, final):  # the files are written, then the last step fails
-        assert (staging / wild.MANIFEST).is_file()
+    def swap_fails(staging, final, *rest):  # the files are written, then the last step fails
+        assert (staging / wild.MANIFEST).is_file() and (staging / wild.SETTINGS).is_file()
         raise OSError("disk gone")
 
-    monkeypatch.setattr(wild, "swap_in_folder", swap_fails)
+    monkeypatch.setattr(files, "_swap_in", swap_fails)
     with pytest.raises(OSError, match="disk gone"):
         _build(world, force=True)
     assert _checksums(out) == before

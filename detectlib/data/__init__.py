@@ -45,7 +45,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "layout": [
             "SPLITS", "DataDirs", "Sample", "LayoutError", "list_class_images", "extra_class_folders",
             "check_layout", "class_samples", "dataset_dirs", "split_samples", "dataset_samples",
-            "discover_generators", "swap_in_folder", "CONTROL_NAME", "control_dir",
+            "discover_generators", "CONTROL_NAME", "control_dir",
         ],
         "packages": [
             "PACKAGES_ENV", "REGISTRIES", "VERSION_SEPARATORS", "FETCH_TIMEOUT_S", "ERROR_PREFIXES", "packages_cache",

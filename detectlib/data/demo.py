@@ -18,10 +18,7 @@ pixels that also appear as a real image. Both classes are PNG at ``profile.img_s
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import time
 import warnings
 import zlib
@@ -35,9 +32,9 @@ import numpy as np
 from PIL import Image
 
 from ..config import Profile, get_paths, get_profile, seed_of
-from ..files import atomic_write, read_json
+from ..files import build_folder, read_json
 from .images import ImageLoadError, load_image, skip_bad_file, warn_skipped
-from .layout import SPLITS, LayoutError, discover_generators, list_class_images, swap_in_folder
+from .layout import SPLITS, LayoutError, discover_generators, list_class_images
 
 BUILD_VERSION = 2  # bump when a change to this module changes what it writes (2: source photo of every image)
 
@@ -403,11 +400,8 @@ def _settings(profile: Profile, seed: int, family: str) -> dict:
     }
 
 
-def _is_complete(folder: Path, settings: dict) -> bool:
-    """True when ``folder`` holds a finished build with these settings and every image it recorded."""
-    manifest = read_json(folder / MANIFEST)
-    if manifest is None or manifest.get("settings") != settings:
-        return False
+def _has_every_image(folder: Path, manifest: dict) -> bool:
+    """Every image the manifest counts is in ``folder`` (``build_folder``'s check of a finished build)."""
     return all(
         len(list_class_images(folder / split / cls)) == n
         for split, per_class in manifest["counts"].items()
@@ -478,31 +472,27 @@ def build_demo_dataset(
         )
     root = Path(root) if root is not None else get_paths(profile).raw
     families = list(default_families(profile) if families is None else families)
-    staging_root = root.parent / f".{root.name}.staging-{os.getpid()}"  # per process: builds never clash
     start, built, reused = time.perf_counter(), [], []
     pools: dict[str, PatchPool] = {}
-    try:
-        for family in families:
-            final, settings = root / family.name, _settings(profile, seed, family.name)
-            if final.exists() and read_json(final / MANIFEST) is None:
-                raise FileExistsError(
-                    f"{final} exists and was not built by detectlib.synth; move it away or choose another root"
-                )
-            if not force and _is_complete(final, settings):
-                reused.append(family.name)
-                continue
-            t0, staging = time.perf_counter(), staging_root / family.name
+    seconds: dict[str, float] = {}
+    for family in families:
+
+        def fill(staging: Path, family: GeneratorFamily = family) -> dict:
+            nonlocal pools
+            t0 = time.perf_counter()
             pools = pools or {split: PatchPool(profile.img_size, split) for split in SPLITS}
             written = _build_family(family, pools, profile, seed, staging)
-            manifest = {"settings": settings, **written, "seconds": round(time.perf_counter() - t0, 1)}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            root.mkdir(parents=True, exist_ok=True)
-            swap_in_folder(staging, final)
-            built.append(f"{family.name} ({manifest['seconds']} s)")
-        if any(family.name == "ESRGAN" for family in families):
-            _ensure_resampling_control(profile, seed, root, pools)
-    finally:
-        shutil.rmtree(staging_root, ignore_errors=True)  # an interrupted build leaves nothing behind
+            seconds[family.name] = round(time.perf_counter() - t0, 1)
+            return {**written, "seconds": seconds[family.name]}
+
+        # beside root, not in it: a staging folder is never taken for a generator
+        if build_folder(root / family.name, _settings(profile, seed, family.name), fill, force=force,
+                        marker=MANIFEST, complete=_has_every_image, owner="detectlib.synth", staging_in=root.parent):
+            built.append(f"{family.name} ({seconds[family.name]} s)")
+        else:
+            reused.append(family.name)
+    if any(family.name == "ESRGAN" for family in families):
+        _ensure_resampling_control(profile, seed, root, pools)
     if reused:
         print(f"Reusing {', '.join(reused)} in {root} (same settings; force=True or --force rebuilds)")
     if built:
@@ -521,17 +511,21 @@ def _ensure_resampling_control(profile: Profile, seed: int, root: Path, pools: d
     from .esrgan import build_resampling_control
     from .layout import CONTROL_NAME, control_dir
 
-    out = control_dir(raw_root=root) / "val" / "nature"
     settings = {**_settings(profile, seed, CONTROL_NAME), "count": profile.val_per_class}
-    manifest = out.parent.parent / MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text()).get("settings") == settings:
-        return
-    pools = pools or {"val": PatchPool(profile.img_size, "val")}
-    sources = pools["val"].sample("source", profile.val_per_class, _family_rng(seed, CONTROL_NAME, "source/val"))
-    count = build_resampling_control(sources, out)
-    record = json.dumps({"settings": settings, "counts": {"val": {"nature": count}}}, indent=2)
-    atomic_write(manifest, lambda tmp: tmp.write_text(record))  # a manifest is never half-written
-    print(f"Resampling control: {count} bicubic-upscaled real patches (label nature) in {out}")
+    out = control_dir(raw_root=root)
+
+    counts: dict[str, dict[str, int]] = {}
+
+    def fill(staging: Path) -> dict:
+        nonlocal pools
+        pools = pools or {"val": PatchPool(profile.img_size, "val")}
+        sources = pools["val"].sample("source", profile.val_per_class, _family_rng(seed, CONTROL_NAME, "source/val"))
+        counts["val"] = {"nature": build_resampling_control(sources, staging / "val" / "nature")}
+        return {"counts": counts}
+
+    if build_folder(out, settings, fill, marker=MANIFEST, complete=_has_every_image):
+        print(f"Resampling control: {counts['val']['nature']} bicubic-upscaled real patches (label nature) in "
+              f"{out / 'val' / 'nature'}")
 
 
 def ensure_demo_dataset(profile: Profile | str | None = None) -> Path:

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..config import BadInputError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(ValueError, BadInputError):
     """A file that is not a readable image; the message names the file and the fix."""
 
 

@@ -8,15 +8,13 @@ tree, flat). Every reader of labelled images (training, scoring, embedding) star
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..config import CLASSES, Profile, get_paths
+from ..config import CLASSES, BadInputError, Profile, get_paths
 from .images import is_image_file
 
 SPLITS = ("train", "val")
@@ -25,7 +23,7 @@ DataDirs = Path | str | Sequence[Path | str]  # one reference-layout folder, or 
 Sample = tuple[Path, int]  # an image file and its class index
 
 
-class LayoutError(ValueError):
+class LayoutError(ValueError, BadInputError):
     """A dataset folder that does not follow ``root/{train,val}/{ai,nature}``."""
 
 
@@ -122,17 +120,6 @@ def discover_generators(raw_root: Path | str) -> list[str]:
         for d in raw.iterdir()
         if d.is_dir() and not d.name.startswith("ALL") and any((d / s).is_dir() for s in SPLITS)
     )
-
-
-def swap_in_folder(staging: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``staging`` folder with renames, so readers never see half a build
-    (the dataset builders ``demo`` and ``wild``)."""
-    old = staging.with_name(staging.name + ".old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 CONTROL_NAME = "BICUBIC"

@@ -25,18 +25,17 @@ import os
 import shutil
 import ssl
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..config import get_paths
-from ..files import atomic_write
+from ..files import atomic_write, build_folder
 from .images import IMAGE_EXTENSIONS, is_image_file
 from .layout import LayoutError
 
@@ -268,7 +267,7 @@ def extract_archive(archive: Path | str, dest: Path | str) -> Path:
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
                 _check_member(archive, name)
-            _unpack_into(dest, zf.extractall)
+            build_folder(dest, None, zf.extractall)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
@@ -278,23 +277,12 @@ def extract_archive(archive: Path | str, dest: Path | str) -> Path:
                         f"{archive}: refused member {member.name!r}: links and device files are not extracted; "
                         "nothing was extracted"
                     )
-            _unpack_into(dest, lambda tmp: tf.extractall(tmp, **_TAR_FILTER))
+            build_folder(dest, None, lambda tmp: tf.extractall(tmp, **_TAR_FILTER))
     else:
         raise ValueError(
             f"{archive}: neither a zip nor a tar archive (an HTML error page?); delete it and download it again"
         )
     return dest
-
-
-def _unpack_into(dest: Path, unpack: Callable[[Path], object]) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        unpack(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _unpacked(archive: Path, downloads: Path) -> Path:

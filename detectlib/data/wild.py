@@ -44,8 +44,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
-import os
 import re
 import shutil
 import tempfile
@@ -59,9 +57,9 @@ import numpy as np
 from PIL import Image
 
 from ..config import CLASSES, Profile, get_paths, get_profile, seed_of
-from ..files import atomic_write, read_json
+from ..files import atomic_write, build_folder
 from .images import load_image
-from .layout import LayoutError, swap_in_folder
+from .layout import LayoutError
 from .packages import PackageFetcher, PackageRef, missing_hint, packages_cache
 
 BUILD_VERSION = 2  # bump when a change to this module changes the images it writes
@@ -452,17 +450,11 @@ def _settings(profile: Profile, seed: int, sources: list[Source]) -> dict:
             "sources": sorted(s.key for s in sources)}
 
 
-def _is_complete(folder: Path, settings: dict) -> bool:
-    """True when ``folder`` holds a finished build with these settings and every file its manifest names."""
-    recorded = read_json(folder / SETTINGS)
-    if recorded is None or recorded.get("settings") != settings:
-        return False
-    try:
-        with open(folder / MANIFEST, newline="", encoding="utf-8") as f:
-            files = [row["file"] for row in csv.DictReader(f)]
-    except (OSError, KeyError, ValueError):
-        return False
-    return len(files) == recorded.get("count") and all((folder / name).is_file() for name in files)
+def _has_every_file(folder: Path, record: dict) -> bool:
+    """Every file the manifest names is in ``folder``, as many as the build recorded (``build_folder``'s check)."""
+    with open(folder / MANIFEST, newline="", encoding="utf-8") as f:
+        files = [row["file"] for row in csv.DictReader(f)]
+    return len(files) == record.get("count") and all((folder / name).is_file() for name in files)
 
 
 def build_wild(profile: Profile | str | None = None, root: Path | str | None = None, *, seed: int | None = None,
@@ -490,34 +482,29 @@ def build_wild(profile: Profile | str | None = None, root: Path | str | None = N
                             fetcher.failed[ref], fetcher.cache) for (ref, label), n in sorted(lost.items(), key=str)]
     chosen = select(here, profile.wild_max_per_class, seed)  # chosen among the sources this machine can read
     settings = _settings(profile, seed, chosen)
-    if out.exists() and read_json(out / SETTINGS) is None:
-        raise FileExistsError(f"{out} exists and was not built by detectlib.wild; move it away or choose another root")
-    if not force and _is_complete(out, settings):
-        if verbose:
-            print(f"Reusing WILD in {out} (same settings and sources; force=True or --force rebuilds)")
-        return out
-    log: list[str] = []
-    images, history = _process_all(chosen, fetcher, profile.wild_size, log)
-    if {im.source.label for im in images} != set(CLASSES):
-        raise LayoutError("WILD needs images of both classes and found " + summarise_sources(
-            [im.source for im in images]) + (f"; {len(missing)} package(s) could not be had, first: {missing[0]}"
-                                             if missing else "; no source is large enough"))
-    rows = manifest_rows(images, seed)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    try:
-        shutil.rmtree(staging, ignore_errors=True)
+    done: dict = {}
+
+    def fill(staging: Path) -> dict:
+        log: list[str] = []
+        images, history = _process_all(chosen, fetcher, profile.wild_size, log)
+        if {im.source.label for im in images} != set(CLASSES):
+            raise LayoutError("WILD needs images of both classes and found " + summarise_sources(
+                [im.source for im in images]) + (f"; {len(missing)} package(s) could not be had, first: {missing[0]}"
+                                                 if missing else "; no source is large enough"))
+        rows = manifest_rows(images, seed)
         by_key = {im.source.key: im for im in images}
         for row in rows:
             atomic_write(staging / row["file"], lambda tmp, data=by_key[row["source"]].jpeg: tmp.write_bytes(data))
         _write_csv(staging / MANIFEST, rows, MANIFEST_COLUMNS)
-        seconds = round(time.perf_counter() - start, 1)
-        atomic_write(staging / SETTINGS, lambda tmp: tmp.write_text(json.dumps(
-            {"settings": settings, "count": len(rows), "seconds": seconds, "history": history, "missing": missing,
-             "notes": log}, indent=2)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        swap_in_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        done.update(images=images, history=history, log=log, seconds=round(time.perf_counter() - start, 1))
+        return {"count": len(rows), "seconds": done["seconds"], "history": history, "missing": missing, "notes": log}
+
+    if not build_folder(out, settings, fill, force=force, marker=SETTINGS, complete=_has_every_file,
+                        owner="detectlib.wild"):
+        if verbose:
+            print(f"Reusing WILD in {out} (same settings and sources; force=True or --force rebuilds)")
+        return out
+    images, history, log, seconds = done["images"], done["history"], done["log"], done["seconds"]
     if verbose:
         print(f"Built WILD v2 in {out}: {summarise_sources([im.source for im in images])}; photos given the "
               f"previews' history (WebP q{history['preview_webp_quality']}), then every image {profile.wild_size} px "

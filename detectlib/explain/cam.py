@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..config import AI_INDEX, CLASSES
+from ..config import AI_INDEX, CLASSES, BadInputError
 
 DEFAULT_CONVNEXT_LAYER = "stages.2.blocks.4.conv_dw"  # the reference's recommendation (§6)
 
@@ -37,7 +37,7 @@ CONVNEXT_MARKER = "stages.2.blocks.0.conv_dw"  # present in every timm ConvNeXt
 VIT_MARKER = "encoder.layers.0.layer_norm1"  # present in every transformers CLIP vision model
 
 
-class LayerError(ValueError):
+class LayerError(ValueError, BadInputError):
     """A layer name the model does not have; the message lists the names it does have."""
 
 

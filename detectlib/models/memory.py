@@ -21,12 +21,14 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from ..config import BadInputError
+
 CONTEXT_BYTES = 600 * 2**20  # CUDA context, cuBLAS and cuDNN handles: ~0.3-0.6 GB on recent drivers; the top end
 HEADROOM = 1.2  # the caching allocator's fragmentation and convolution workspaces, on top of what tensors hold
 GB = 1e9
 
 
-class GpuTooSmallError(RuntimeError):
+class GpuTooSmallError(RuntimeError, BadInputError):
     """A GPU that cannot hold even one image of the job: the message names the GPU, the need and the way out."""
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Profile, get_paths, get_profile
 from ..data.layout import DataDirs, class_samples, discover_generators, split_samples
 from ..evaluation.predictions import score_paths
-from ..files import atomic_write
+from ..files import atomic_write, move_file
 from ..models.detector import Detector
 from ..models.encoders import FrozenEncoder
 from ..training.clip_head import _fit, _loaders, _resolve_encoder
@@ -92,10 +92,8 @@ def _demo_checkpoint(profile: Profile, raw: Path) -> Path:
     generator = raw / discover_generators(raw)[0]
     with tempfile.TemporaryDirectory() as tmp:
         result = train_convnext(generator, profile=profile, epochs=1, out_dir=tmp, figures_dir=tmp, progress=False)
-        kept = get_paths(profile).results / "bench" / "convnext.pth"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(result.last_checkpoint, kept)
-    return kept
+        # the temporary folder may be on another filesystem (a tmpfs): a rename alone would fail there (EXDEV)
+        return move_file(result.last_checkpoint, get_paths(profile).results / "bench" / "convnext.pth")
 
 
 def full_size_photos(limit: int | None = None, jpeg_only: bool = False) -> list[Path]:
@@ -493,7 +491,7 @@ def _fresh_clone_wall_times(root: Path, log: Callable[[str], None]) -> dict[str,
 def run_bench(profile: Profile, *, full: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of ``make bench`` for one profile; ``full`` adds the whole-command wall times.
 
-    Long but flat on purpose: one measurement after another, in the order of the README's Performance table, each
+    Long but flat on purpose: one measurement after another, in the order of docs/performance.md's table, each
     a log line, one call and one ``bench_entry``."""
     from ..data.demo import ensure_demo_dataset
 
