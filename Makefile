@@ -82,7 +82,7 @@ test-full: $(STAMP)
 	  --cli-clip-head $(REHEARSAL_ROOT)/models/cli_clip_head/modelo_final.pth || status=1; \
 	exit $$status
 
-# What CI runs of test-full (the whole takes hours on 2 cores; the README's full-profile block says how long): lesson
+# What CI runs of test-full (the whole takes hours on 2 cores; docs/profiles.md's full-profile block says how long): lesson
 # 01 in full, then the two training command lines on the stand-ins (convnext_tiny from --weights, the CLIP head on
 # ViT-L/14) and every shape check that applies to them.
 test-full-ci:

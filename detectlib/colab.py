@@ -7,7 +7,8 @@ does not exist yet. A fork (or the first publication under another name) changes
 
     python -m detectlib.colab --repo you/your-fork
 
-rewrites the URL in ``pyproject.toml``, the README and every notebook (lessons and exercises). The rewrite is a
+rewrites the URL in ``pyproject.toml``, the README, any page under ``docs/`` that names it (a badge or an install
+URL) and every notebook (lessons and exercises). The rewrite is a
 plain replacement of the old ``owner/name`` in the two URL forms (badge and install line), so nothing else in a
 notebook changes; ``tests/test_colab.py`` checks that all of them agree.
 """
@@ -37,9 +38,20 @@ def repository(root: Path | str | None = None) -> str:
     return url.removeprefix(GITHUB).rstrip("/")
 
 
+def _rewritten(text: str, old: str, repo: str) -> str:
+    """``text`` with its badges and install URLs of ``old`` pointed at ``repo``."""
+    new = text.replace(f"colab.research.google.com/github/{old}/", f"colab.research.google.com/github/{repo}/")
+    # the install line and pyproject's URL (in a notebook's JSON the closing quote is escaped)
+    return re.sub(re.escape(f"{GITHUB}{old}") + r'(?=\\?")', f"{GITHUB}{repo}", new)
+
+
 def files_to_point(root: Path) -> list[Path]:
-    """Every file that names the repository: pyproject.toml, the README and every notebook."""
-    return [root / "pyproject.toml", root / "README.md", *sorted((root / "notebooks").rglob("*.ipynb"))]
+    """Every file that names the repository: pyproject.toml, the README, each page under docs/ with a badge or an
+    install URL of it (material moved out of the README keeps following a fork), and every notebook."""
+    old = repository(root)
+    pages = [path for path in sorted((root / "docs").rglob("*.md"))
+             if _rewritten(text := path.read_text(encoding="utf-8"), old, "\0/\0") != text]
+    return [root / "pyproject.toml", root / "README.md", *pages, *sorted((root / "notebooks").rglob("*.ipynb"))]
 
 
 def point_at(repo: str, root: Path | str | None = None) -> list[Path]:
@@ -51,9 +63,7 @@ def point_at(repo: str, root: Path | str | None = None) -> list[Path]:
     changed = []
     for path in files_to_point(root):
         text = path.read_text(encoding="utf-8")
-        new = text.replace(f"colab.research.google.com/github/{old}/", f"colab.research.google.com/github/{repo}/")
-        # the install line and pyproject's URL (in a notebook's JSON the closing quote is escaped)
-        new = re.sub(re.escape(f"{GITHUB}{old}") + r'(?=\\?")', f"{GITHUB}{repo}", new)
+        new = _rewritten(text, old, repo)
         if new != text:
             atomic_write(path, lambda tmp, new=new: tmp.write_text(new, encoding="utf-8"))
             changed.append(path)

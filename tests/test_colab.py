@@ -35,17 +35,27 @@ def test_every_badge_and_set_up_cell_points_at_the_pyproject_repository():
     assert _pointers(ROOT) == ({repo}, {repo})
     readme = set(re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/", (ROOT / "README.md").read_text()))
     assert readme == {repo}
+    for page in sorted((ROOT / "docs").rglob("*.md")):  # pages moved out of the README: any badge or URL they keep
+        text = page.read_text()
+        named = set(re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/", text))
+        named |= set(re.findall(r'https://github\.com/([^/\s"]+/[^/\s"]+)"', text))
+        assert named <= {repo}, page
 
 
 def test_a_fork_changes_one_url_and_every_file_follows(tmp_path, capsys):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    badge = "https://colab.research.google.com/github/detectlib/detectlib/blob/main/notebooks/01_build_dataset.ipynb"
+    (tmp_path / "docs" / "moved.md").write_text(f"a badge moved out of the README: [![Open In Colab](x.svg)]({badge})\n")
     before = {p: p.read_text() for p in colab.files_to_point(tmp_path)}
     changed = colab.point_at("me/my-fork", tmp_path)
     assert colab.repository(tmp_path) == "me/my-fork"
     assert _pointers(tmp_path) == ({"me/my-fork"}, {"me/my-fork"})
-    assert set(changed) == set(before)  # every notebook, the README and pyproject
+    assert set(changed) == set(before)  # every notebook, the README, pyproject and a docs page with a badge
+    assert tmp_path / "docs" / "moved.md" in changed
+    assert "github/me/my-fork/blob/main/notebooks/01" in (tmp_path / "docs" / "moved.md").read_text()
     for path, text in before.items():  # nothing but the repository changed, and the notebooks are still JSON
         after = path.read_text()
         assert after.replace("me/my-fork", "detectlib/detectlib") == text

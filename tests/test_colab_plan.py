@@ -1,5 +1,5 @@
-"""workflows.colab_plan and ``python -m detectlib.readme --full``: the README's full-profile block says what one
-rehearsal measured and what the kit's own batch choice gives on a T4, nothing typed in."""
+"""workflows.colab_plan and ``python -m detectlib.readme --full``: the full-profile block (docs/profiles.md) says
+what one rehearsal measured and what the kit's own batch choice gives on a T4, nothing typed in."""
 
 from __future__ import annotations
 
@@ -75,12 +75,14 @@ def test_readme_full_writes_the_block_and_keeps_the_record(tmp_path, monkeypatch
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "full_rehearsal.json").write_text(json.dumps(_rehearsal()))
     start, end = README_MARKERS
-    (tmp_path / "README.md").write_text(f"# kit\n{start}\nold\n{end}\nafter\n")
+    page = tmp_path / readme.HOMES[README_MARKERS]  # docs/profiles.md
+    page.parent.mkdir(parents=True)
+    page.write_text(f"# kit\n{start}\nold\n{end}\nafter\n")
     monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
     monkeypatch.setenv("DETECTLIB_PROFILE", "demo")  # as the README is written: results/ and figures/ at the root
     monkeypatch.setattr(readme, "plan_for_colab", lambda: smoke_plan)
     assert readme.main(["--full"]) == 0
-    text = (tmp_path / "README.md").read_text()
+    text = page.read_text()
     assert text.startswith(f"# kit\n{start}\n") and text.endswith(f"{end}\nafter\n") and "old" not in text
     record = json.loads((tmp_path / "figures" / "full_rehearsal.json").read_text())
     assert record["colab_plan"] == smoke_plan and full_markdown(record, record["colab_plan"]) in text

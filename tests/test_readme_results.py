@@ -1,9 +1,11 @@
-"""The README's in-the-wild block is written from one run's ``wild.json`` and nothing else, and stays equal to it:
-``make demo`` writes both (``python -m detectlib.readme``); this test reads the committed copy beside the figures."""
+"""The in-the-wild block (docs/results.md) is written from one run's ``wild.json`` and nothing else, and stays equal
+to it: ``make demo`` writes both (``python -m detectlib.readme``); this test reads the committed copy beside the
+figures. The lessons' takeaways stay in README.md, and every block lives in exactly one file (``readme.HOMES``)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,8 +45,8 @@ def test_the_block_replaces_only_what_lies_between_the_markers():
 
 
 def test_the_committed_wild_report_has_the_schema_the_block_reads():
-    """figures/wild.json is copied there by the run that drew the figures; the README's block is checked against
-    it below, with the takeaways."""
+    """figures/wild.json is copied there by the run that drew the figures; docs/results.md's block is checked
+    against it below, with the takeaways."""
     committed = ROOT / "figures" / wild_report.WILD_JSON
     assert committed.is_file(), "figures/wild.json is missing: run make demo and commit figures/"
     report = json.loads(committed.read_text())
@@ -89,8 +91,39 @@ def test_a_run_is_never_credited_with_a_seed_it_did_not_use(tmp_path):
         demo_run.collect_run([tmp_path / "02_b.ipynb"], seed=0, profile="demo", machine={})
 
 
+def test_each_block_lives_in_exactly_one_file_the_one_readme_writes():
+    """README.md keeps the demo block, docs/results.md the WILD block, docs/profiles.md the full-profile block,
+    TEACHERS.md the takeaways; no other Markdown file of the kit carries their markers."""
+    assert readme.HOMES == {demo_run.README_MARKERS: Path("README.md"),
+                            (wild_report.README_START, wild_report.README_END): Path("docs/results.md"),
+                            demo_run.TEACHERS_MARKERS: Path("notebooks/exercises/TEACHERS.md"),
+                            readme.FULL_MARKERS: Path("docs/profiles.md")}
+    documents = sorted({*ROOT.glob("*.md"), *ROOT.glob("docs/**/*.md"), *ROOT.glob("notebooks/**/*.md")})
+    for (start, end), home in readme.HOMES.items():
+        carriers = [p.relative_to(ROOT) for p in documents if start in p.read_text() or end in p.read_text()]
+        assert carriers == [home], f"{start} is in {carriers}, expected only {home}"
+        assert readme.home(ROOT, (start, end)) == ROOT / home
+
+
+def test_a_block_pasted_into_a_second_file_is_one_line_not_a_silent_write(tmp_path, monkeypatch, capsys):
+    for rel in readme.HOMES.values():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    (tmp_path / "figures").mkdir()
+    for name in (demo_run.DEMO_RUN_JSON, wild_report.WILD_JSON):
+        shutil.copy(ROOT / "figures" / name, tmp_path / "figures" / name)
+    monkeypatch.setenv("DETECTLIB_ROOT", str(tmp_path))
+    monkeypatch.setenv("DETECTLIB_PROFILE", "demo")
+    assert readme.main(["--check"]) == 0
+    start, end = wild_report.README_START, wild_report.README_END
+    (tmp_path / "README.md").write_text((tmp_path / "README.md").read_text() + f"\n{start}\nstale\n{end}\n")
+    assert readme.main(["--check"]) == 2
+    assert "belongs in docs/results.md only; found also in README.md" in capsys.readouterr().err
+
+
 def test_readme_and_teachers_guide_say_what_the_committed_run_printed(monkeypatch, capsys):
-    """figures/demo_run.json holds what the run beside the figures printed; both documents carry it unchanged."""
+    """figures/demo_run.json holds what the run beside the figures printed; README.md, docs/results.md and the
+    teacher's guide carry it unchanged."""
     record = json.loads((ROOT / "figures" / demo_run.DEMO_RUN_JSON).read_text())
     lessons = [lesson["notebook"] for lesson in record["lessons"]]
     assert lessons == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -1,6 +1,6 @@
 """Every detector on WILD v2, written down for people and tools: ``results/wild.json``.
 
-Used by notebook 05 (which writes it), ``make demo``, the README's generated results and the image probe (which
+Used by notebook 05 (which writes it), ``make demo``, the generated results of docs/results.md and the probe (which
 reads it to say how far to trust each verdict). Each entry is measured on WILD's held-out ``test`` groups only
 (the training-free detector tunes its settings on the ``val`` groups), with an interval that resamples groups,
 the category-balanced AUC beside the pooled one, and the content control: the same detector on the same images
@@ -153,6 +153,7 @@ def entry_for(report: Mapping[str, Any] | None, checkpoint: Path | str, root: Pa
     return next((e for e in report.get("detectors", []) if e.get("checkpoint") == wanted), None)
 
 
+# The WILD block's markers (the names are historical: the block lives in docs/results.md, see ``readme.HOMES``).
 README_START, README_END = "<!-- wild-results:start -->", "<!-- wild-results:end -->"
 
 
@@ -161,8 +162,8 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def wild_markdown(report: Mapping[str, Any]) -> str:
-    """The README's in-the-wild block, written from a ``wild.json`` and nothing else, so every number in it comes
-    from the run that wrote the file: what WILD held, one row per detector, the verdicts in words, and the
+    """The in-the-wild block of docs/results.md, written from a ``wild.json`` and nothing else, so every number
+    in it comes from the run that wrote the file: what WILD held, one row per detector, the verdicts in words, and the
     leave-generators-out experiment with its content control."""
     built = report["built"]
     test = built.get("per_split_category", {}).get("test", {})
@@ -190,7 +191,7 @@ def wild_markdown(report: Mapping[str, Any]) -> str:
 
 
 def replace_readme_block(readme_text: str, block: str) -> str:
-    """``readme_text`` with the text between the WILD markers replaced by ``block``."""
+    """``readme_text`` (docs/results.md's text) with the text between the WILD markers replaced by ``block``."""
     from .demo_run import replace_block
 
     return replace_block(readme_text, (README_START, README_END), block)

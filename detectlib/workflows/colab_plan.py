@@ -1,5 +1,5 @@
 """What the `full` lessons need on Colab, from measurement: the rehearsal's time and memory per lesson, and what
-a T4 holds (the README's "full profile" block, written by ``python -m detectlib.readme --full``).
+a T4 holds (the "full profile" block of docs/profiles.md, written by ``python -m detectlib.readme --full``).
 
 Two sources, each measured, never typed: ``make test-full`` records every cell's seconds and the notebook kernel's
 peak memory (``results/full_rehearsal.json``, CPU, random weights); ``models.memory`` measures, on the CPU, what
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from transformers import CLIPVisionConfig
 
 FULL_REHEARSAL_JSON = "full_rehearsal.json"
+# The full-profile block's markers (the name is historical: the block lives in docs/profiles.md, see readme.HOMES).
 README_MARKERS = ("<!-- full-rehearsal:start -->", "<!-- full-rehearsal:end -->")
 T4_NAME = "Tesla T4"
 T4_BYTES = 15101 * 2**20  # what torch reports for a Colab T4 (16 GB of GDDR6, ECC on): 15101 MiB
@@ -83,7 +84,8 @@ def _outcome(rehearsal: Mapping[str, Any]) -> str:
 
 
 def full_markdown(rehearsal: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
-    """The README's block: one rehearsal's time and memory per notebook, and the T4 plan beside it."""
+    """The full-profile block of docs/profiles.md: one rehearsal's time and memory per notebook, and the T4 plan
+    beside it."""
     machine = rehearsal["machine"]
     notebooks = rehearsal["notebooks"]
     total = sum(entry["seconds"] for entry in notebooks.values())
