@@ -1,6 +1,6 @@
 """``python -m detectlib.wild``: build WILD v2, real text-to-image outputs against real photographs of the same
-content, offline from packages (``make demo`` runs it). What goes in and how both classes are processed alike is
-``data.wild``."""
+content, offline from packages (``make demo`` runs it). What goes in is ``data.wild_sources``; how both classes are
+processed alike is ``data.wild``."""
 
 from __future__ import annotations
 

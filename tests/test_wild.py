@@ -22,7 +22,7 @@ from PIL import Image
 from detectlib import files
 from detectlib import wild as wild_cli
 from detectlib.config import CLASSES, get_profile
-from detectlib.data import wild
+from detectlib.data import wild, wild_sources
 from detectlib.data.audit import jpeg_quality
 from detectlib.data.layout import LayoutError
 from detectlib.data.packages import PACKAGES_ENV
@@ -77,14 +77,14 @@ def _write_rcc(path: Path, folder: str, files: list[tuple[str, bytes]]) -> None:
 
 
 def _source(registry: str, package: str, member: str, label: str, category: str, group: str, data: bytes,
-            **extra) -> wild.Source:
+            **extra) -> wild_sources.Source:
     ai = label == "ai"
     row = {"registry": registry, "package": package, "version": "1.0", "member": member, "label": label,
            "category": category, "style": "photoreal" if ai else "snapshot",
            "generator": group.split(":")[-1] if ai else package, "model": "fake-model" if ai else "",
            "family": "FAKE" if ai else "photo", "release_year": "2025" if ai else "", "group": group, "use": "show",
            "keep": "yes", "reason": "test", "licence": "test", "sha256": _sha(data)}
-    return wild.Source(**{**row, **extra})
+    return wild_sources.Source(**{**row, **extra})
 
 
 def _checksums(*folders: Path) -> dict[Path, str]:
@@ -115,7 +115,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     rows, short = [], {}  # short: source key -> the photo's own short side
 
-    def add(row: wild.Source, side: int | None = None) -> None:
+    def add(row: wild_sources.Source, side: int | None = None) -> None:
         rows.append(row)
         if side is not None:
             short[row.key] = side
@@ -126,7 +126,7 @@ def world(tmp_path, monkeypatch):
     for i, (name, side, group) in enumerate(previews):
         data = _encode(_picture(i, (side, side)), "WEBP", quality=80)
         (templates / f"{name}-1.webp").write_bytes(data)
-        add(_source("pypi", "fakecomfy", f"fakecomfy/templates/{name}-1.webp", "ai", wild.CATEGORIES[i % 7],
+        add(_source("pypi", "fakecomfy", f"fakecomfy/templates/{name}-1.webp", "ai", wild_sources.CATEGORIES[i % 7],
                     f"template:{group}", data))
 
     # nature: JPEG photos of a fake Debian package in the cache (never installed on this machine)
@@ -142,7 +142,7 @@ def world(tmp_path, monkeypatch):
         (deb / member).parent.mkdir(parents=True, exist_ok=True)
         (deb / member).write_bytes(data)
         group = "fake-photos:burst" if name.startswith("burst") else f"fake-photos:{name}"
-        add(_source("debian", "fake-photos", member, "nature", wild.CATEGORIES[i % 7], group, data), min(size))
+        add(_source("debian", "fake-photos", member, "nature", wild_sources.CATEGORIES[i % 7], group, data), min(size))
 
     # the same photo shipped twice: full size in Debian, a resized copy in npm under another name and group
     original = _picture(300, (280, 210))
@@ -182,12 +182,12 @@ def built(world):
 # ---------------------------------------------------------------------------------------- the world is found
 def test_the_fake_world_is_read_from_where_it_lies(world):
     rows = {r.member.rsplit("/", 1)[-1]: r for r in world["rows"]}
-    installed = wild.installed_file(rows["flux_portrait-1.webp"])
+    installed = wild_sources.installed_file(rows["flux_portrait-1.webp"])
     assert installed == world["site"] / "fakecomfy/templates/flux_portrait-1.webp"
-    assert wild.installed_file(rows["beach.jpg"]) is None  # Debian file not on this machine: the cache gives it
+    assert wild_sources.installed_file(rows["beach.jpg"]) is None  # Debian file not on this machine: the cache gives it
     fetcher = wild.PackageFetcher(world["cache"], fetch=False)
     for row in world["rows"]:
-        assert _sha(wild.read_source_bytes(row, fetcher)) == row.sha256, row.key
+        assert _sha(wild_sources.read_source_bytes(row, fetcher)) == row.sha256, row.key
     assert not fetcher.failed
 
 
@@ -198,7 +198,7 @@ def test_every_source_once_both_classes_and_valid_rows(built, world):
     assert sorted(r["source"] for r in rows) == sorted(world["expected"])  # each kept source exactly once
     assert {r["label"] for r in rows} == set(CLASSES)
     for r in rows:
-        assert r["category"] in wild.CATEGORIES and r["group"] and r["split"] in ("val", "test"), r
+        assert r["category"] in wild_sources.CATEGORIES and r["group"] and r["split"] in ("val", "test"), r
         assert r["file"].startswith(f"{r['label']}/") and (built / r["file"]).is_file(), r
     assert len({r["file"] for r in rows}) == len(rows)
     assert any(line.startswith("too small") and line.endswith("left out: 1") for line in _report(built)["notes"])
@@ -375,7 +375,7 @@ def test_a_folder_not_built_by_wild_is_never_replaced(world):
 def test_a_source_that_differs_from_the_table_is_left_out_and_said(world):
     rows = list(world["rows"])
     i = next(i for i, r in enumerate(rows) if r.member.endswith("beach.jpg"))
-    rows[i] = wild.Source(**{**rows[i].__dict__, "sha256": "0" * 64})
+    rows[i] = wild_sources.Source(**{**rows[i].__dict__, "sha256": "0" * 64})
     out = _build(world, sources=rows)
     assert rows[i].key not in {r["source"] for r in _manifest(out)}
     notes = _report(out)["notes"]
@@ -417,14 +417,14 @@ def test_load_wild_reads_the_build(built):
 
 # ------------------------------------------------------------------------------------ the committed table
 def test_the_committed_source_table():
-    rows = wild.read_sources()
+    rows = wild_sources.read_sources()
     assert rows and len({r.key for r in rows}) == len(rows), "a source is listed twice"
     kept = [r for r in rows if r.kept]
     assert kept
     for r in kept:
-        assert r.category in wild.CATEGORIES and r.use in ("show", "measure") and r.group, r.key
+        assert r.category in wild_sources.CATEGORIES and r.use in ("show", "measure") and r.group, r.key
         if r.is_ai:
-            assert not Path(r.member.split(wild.RCC_SEPARATOR)[-1]).stem.endswith("-2"), r.key  # inputs, maps
+            assert not Path(r.member.split(wild_sources.RCC_SEPARATOR)[-1]).stem.endswith("-2"), r.key  # inputs, maps
     for r in rows:
         licence = r.licence.lower()
         if "unclear" in licence or "celebrit" in licence:
@@ -432,11 +432,11 @@ def test_the_committed_source_table():
 
 
 def test_a_malformed_table_is_a_one_line_value_error(tmp_path):
-    names = [f for f in wild.Source.__dataclass_fields__ if f != "group"]
+    names = [f for f in wild_sources.Source.__dataclass_fields__ if f != "group"]
     path = tmp_path / "bad.csv"
     path.write_text(",".join(names) + "\n" + ",".join("x" for _ in names) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="missing column 'group'") as err:
-        wild.read_sources(path)
+        wild_sources.read_sources(path)
     assert "\n" not in str(err.value)
 
 

@@ -4,7 +4,8 @@
 ``layout`` (the reference's ``split/{ai,nature}`` folders, the one listing of them, generators, the resampling
 control), ``transforms`` and ``datasets`` (what training reads), ``tools`` (``create_samples`` /
 ``create_full_all``), ``audit`` (format and size shortcuts), ``realdata`` (CIFAKE and Tiny-GenImage), ``demo``
-and ``esrgan`` (the demo dataset's photos and generators), ``wild`` (real text-to-image outputs and real photos).
+and ``esrgan`` (the demo dataset's photos and generators), ``wild`` (real text-to-image outputs and real photos,
+processed alike) and ``wild_sources`` (its source table and reading each file out of its package).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submodules=["audit", "datasets", "demo", "esrgan", "images", "layout", "packages", "rcc", "realdata",
-        "tools", "transforms", "wild"],
+        "tools", "transforms", "wild", "wild_sources"],
     submod_attrs={
         "audit": [
             "SHARE_GAP", "BLOCKINESS_GAP", "LOSSY_FORMATS", "SIZE_GAP", "QUALITY_GAP", "jpeg_quality", "blockiness", "AuditReport",
@@ -69,12 +70,16 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "build_transforms",
         ],
         "wild": [
-            "SOURCES_CSV", "SETTINGS", "CATEGORIES", "MANIFEST_COLUMNS", "RESAMPLE", "OUT_FORMAT",
-            "OUT_QUALITY", "OUT_SUBSAMPLING", "OUT_EXT", "VAL_SHARE", "NEAR_DUPLICATE_BITS", "QUALITY_SAMPLE", "RCC_SEPARATOR",
-            "Source", "read_sources", "installed_file", "read_source_bytes", "decode", "estimate_webp_quality",
+            "SETTINGS", "MANIFEST_COLUMNS", "RESAMPLE", "OUT_FORMAT",
+            "OUT_QUALITY", "OUT_SUBSAMPLING", "OUT_EXT", "VAL_SHARE", "NEAR_DUPLICATE_BITS", "QUALITY_SAMPLE",
+            "decode", "estimate_webp_quality",
             "history_side", "give_preview_history", "common_steps", "difference_hash", "merge_near_duplicates",
             "split_of", "category_quotas", "select", "manifest_rows", "build_wild", "summarise_sources",
             "WildImage", "load_wild", "category_table", "history_warnings", "audit_wild",
+        ],
+        "wild_sources": [
+            "SOURCES_CSV", "CATEGORIES", "RCC_SEPARATOR", "Source", "read_sources", "installed_file",
+            "read_source_bytes",
         ],
     },
 )

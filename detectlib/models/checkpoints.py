@@ -1,6 +1,10 @@
 """Self-describing, safe checkpoints: weights plus what they are (kind, arch, classes, input size, normalisation,
 training config), written atomically and read with ``torch.load(weights_only=True)``, so loading one never runs
-code. A bare reference state dict (``modelo_final.pth``) is described by its shapes (``describe_bare_state_dict``).
+code. A bare state dict (the reference's ``modelo_final.pth``, or a ConvNeXt's ``model.state_dict()``) is described
+by the registered kind that recognises it (``describe_bare_state_dict``): this module names no kind.
+
+``DETECTORS`` (kind -> ``detector.Detector`` subclass, filled by ``detector.register``) lives here, below
+``detector``, because reading a bare state dict asks each registered kind in turn; ``detector`` imports it from here.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import numpy as np
 import torch
 
 from ..config import CLASSES, BadInputError
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..files import atomic_write
 
 CHECKPOINT_FORMAT = "detectlib-checkpoint/1"
+
+# The registry of detector kinds, in registration order: kind -> its ``detector.Detector`` subclass, which owns its
+# checkpoint format both ways (``checkpoint_meta`` to write, ``from_checkpoint`` to load, ``recognise_state_dict``
+# for its bare state dicts). ``detector.register`` fills it; ``detector.DETECTORS`` is this dict.
+DETECTORS: dict[str, Any] = {}
 
 
 class CheckpointError(ValueError, BadInputError):
@@ -120,9 +128,10 @@ def _json_checkpoint(path: Path) -> dict[str, Any] | None:
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described as a
-    ConvNeXt-Tiny at 224 px with classes ai/nature. A ``.json`` file saying ``"format": "detectlib-checkpoint/1"``
-    and a ``kind`` (a detector with no weights of its own, e.g. ``training_free``) loads as its dict.
+    """Load a checkpoint without executing code; a bare state dict (as the reference saved it) is described by the
+    registered kind that recognises it (``describe_bare_state_dict``). A ``.json`` file saying
+    ``"format": "detectlib-checkpoint/1"`` and a ``kind`` (a detector with no weights of its own, e.g.
+    ``training_free``) loads as its dict.
 
     Three different failures, three different messages: a file that is not a checkpoint at all (an image, text,
     an empty or cut-short file), a checkpoint whose pickle would import code (refused: that is how a shared
@@ -159,7 +168,10 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return describe_bare_state_dict(obj)
+        try:
+            return describe_bare_state_dict(obj)
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
     raise CheckpointError(f"{path}: not a detectlib checkpoint nor a state dict")
 
 
@@ -175,28 +187,18 @@ def check_compatible(ckpt: Mapping[str, Any], arch: str, classes: Sequence[str] 
         )
 
 
-# The width of a bare head's [1, d] layer names the CLIP it was trained on: d is that encoder's pooler width.
-CLIP_BY_WIDTH = {1024: "openai/clip-vit-large-patch14", 768: "openai/clip-vit-base-patch16"}
-
-
-def describe_bare_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Wrap a bare state dict with the reference's defaults so it loads like any other checkpoint. A CLIP head
-    gets the CLIP its width says (1024: the reference's ViT-L/14; 768: ViT-B/16, the demo's ``modelo_final.pth``)."""
-    heads = [k for k in state_dict if k.startswith(("vision_model.", "clip.", "head.", "classifier.", "fc."))
-             and k.endswith("weight") and state_dict[k].ndim == 2 and state_dict[k].shape[0] == 1]
-    kind = "clip_head" if heads else "convnext"
-    width = int(state_dict[heads[0]].shape[-1]) if heads else 0
-    return {
-        "format": "bare-state-dict",
-        "kind": kind,
-        "arch": "convnext_tiny" if kind == "convnext" else CLIP_BY_WIDTH.get(width, CLIP_BY_WIDTH[1024]),
-        "model_kwargs": {},
-        "classes": list(CLASSES),
-        "img_size": 224,
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "state_dict": state_dict,
-    }
+def describe_bare_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Wrap a bare state dict (weights with no description) so it loads like any other checkpoint: each registered
+    kind is asked in turn (``recognise_state_dict``) and the first that knows it as its own describes it with its
+    reference's defaults (a ConvNeXt: ConvNeXt-Tiny at 224 px; a CLIP head: the CLIP its width says). A state dict
+    no kind recognises raises ``CheckpointError``."""
+    for kind in DETECTORS.values():
+        meta = kind.recognise_state_dict(state_dict)
+        if meta is not None:
+            return {"format": "bare-state-dict", **meta, "state_dict": state_dict}
+    raise CheckpointError(f"a bare state dict ({len(state_dict)} tensors, e.g. {next(iter(state_dict), '')!r}) that "
+                          f"no detector kind recognises as its own (known kinds: {', '.join(DETECTORS)}); "
+                          "load it with the code that saved it, or save it again as a detectlib checkpoint")
 
 
 def latest_checkpoint(checkpoint_dir: Path | str) -> Path | None:

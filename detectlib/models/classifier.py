@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +168,41 @@ class TimmDetector(Detector):
     kind = "convnext"
 
     @classmethod
+    def checkpoint_meta(cls, model: nn.Module | None = None, *, img_size: int, arch: str | None = None,
+                        model_kwargs: Mapping[str, Any] | None = None, mean: Sequence[float] | None = None,
+                        std: Sequence[float] | None = None, input: str = "rgb",
+                        config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What a timm classifier's checkpoint carries: its ``arch`` (default: the timm name ``model`` was built
+        from) and ``model_kwargs``, the classes, the input size, the normalisation (default: the arch's pretrained
+        one), ``input`` (``"rgb"`` or ``"residual"``) and the run's ``config``."""
+        if arch is None:
+            if model is None:
+                raise ValueError("a timm classifier's checkpoint needs its arch: pass arch=... or the model")
+            arch = model.pretrained_cfg["architecture"]
+        if model is not None and getattr(model, "num_classes", len(CLASSES)) != len(CLASSES):
+            raise ValueError(f"{arch} has {model.num_classes} outputs, but a detector's checkpoint holds "
+                             f"{len(CLASSES)} classes {list(CLASSES)}")
+        if mean is None or std is None:
+            mean, std = normalisation_of(arch)
+        return {"kind": cls.kind, "arch": arch, "model_kwargs": dict(model_kwargs or {}), "classes": list(CLASSES),
+                "img_size": img_size, "mean": list(mean), "std": list(std), "input": input,
+                "config": dict(config or {})}
+
+    @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> TimmDetector:
         transform = ImageTransform(int(ckpt["img_size"]), train=False, mean=tuple(ckpt["mean"]),
                                    std=tuple(ckpt["std"]), input=str(ckpt.get("input") or "rgb"))
         return cls(convnext_from_checkpoint(ckpt), transform, tuple(ckpt["classes"]), ckpt)
+
+    @classmethod
+    def recognise_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+        """A timm ConvNeXt's ``model.state_dict()`` (its ``stem.0`` and ``head.fc`` layers), as the reference saved
+        its ``epoch_{N}.pth``: described as the reference's ConvNeXt-Tiny at 224 px, ImageNet normalisation."""
+        head = state_dict.get("head.fc.weight")
+        if "stem.0.weight" not in state_dict or head is None or head.ndim != 2:
+            return None
+        return {"kind": cls.kind, "arch": "convnext_tiny", "model_kwargs": {}, "classes": list(CLASSES),
+                "img_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
     def class_scores(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)

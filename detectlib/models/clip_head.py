@@ -26,6 +26,11 @@ from .encoders import FrozenEncoder, ImagesLike, make_encoder
 
 REFERENCE_WEIGHTS = "modelo_final.pth"
 
+# The width of a bare head's [1, d] layer names the CLIP it was trained on: d is that encoder's pooler width.
+CLIP_BY_WIDTH = {1024: "openai/clip-vit-large-patch14", 768: "openai/clip-vit-base-patch16"}
+
+_SCORE = "2*sigmoid(logit)-1 in [-1, 1]; > 0 nature (real)"  # the score convention, as a checkpoint records it
+
 
 class ClipHeadDetector(nn.Module):
     """The reference's classifier: frozen encoder -> dropout -> Linear(dim, 1) -> 2·sigmoid − 1 in [-1, 1].
@@ -201,14 +206,34 @@ class FrozenHeadDetector(Detector):
     kind = "clip_head"
 
     @classmethod
+    def checkpoint_meta(cls, model: ClipHeadDetector, **run: Any) -> dict[str, Any]:
+        """What a head checkpoint carries: the encoder (spec, description, cache key, width), the head's dropout,
+        whether the encoder was frozen, the classes, the input size, then the run's record ``run`` (``epoch``,
+        ``metrics``, ``history``, ``config``) and the score convention."""
+        enc = model.encoder
+        return {"kind": cls.kind, "arch": enc.spec, "encoder": enc.spec, "encoder_description": enc.description,
+                "cache_key": enc.cache_key, "dim": enc.dim, "dropout": model.head[0].p, "freeze": model.freeze,
+                "classes": list(CLASSES), "img_size": enc.input_size, **run, "score": _SCORE}
+
+    @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> FrozenHeadDetector:
-        """From a head checkpoint, or from a bare reference state dict (described by
-        ``checkpoints.describe_bare_state_dict`` as CLIP ViT-L/14)."""
+        """From a head checkpoint, or from a bare reference state dict (described by ``recognise_state_dict``)."""
         spec = ckpt.get("encoder") or ckpt["arch"]
         model = ClipHeadDetector(encoder=make_encoder(spec), freeze=bool(ckpt.get("freeze", True)),
                                  dropout=float(ckpt.get("dropout", 0.35)), weights_path=None)
         model.load_state_dict_flexible(ckpt["state_dict"], source=f"checkpoint for {spec}")
         return cls(model, model.transform, tuple(ckpt.get("classes") or CLASSES), dict(ckpt))
+
+    @classmethod
+    def recognise_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+        """The reference's ``modelo_final.pth``: a head (one [1, d] linear layer, as ``load_state_dict_flexible``
+        finds it), alone or with the CLIP it was fine-tuned with. The CLIP is the one its width d says
+        (``CLIP_BY_WIDTH``: 1024, the reference's ViT-L/14; 768, ViT-B/16, the demo's), ViT-L/14 for another."""
+        weight = _split_state_dict(state_dict)[0].get("1.weight")
+        if weight is None or weight.ndim != 2 or weight.shape[0] != 1:
+            return None
+        return {"kind": cls.kind, "arch": CLIP_BY_WIDTH.get(int(weight.shape[-1]), CLIP_BY_WIDTH[1024]),
+                "classes": list(CLASSES), "img_size": 224}
 
     def class_scores(self, batch: torch.Tensor) -> torch.Tensor:
         logit = self.model.logit(batch).reshape(-1, 1)  # log-odds of real; CLASSES = (ai, nature)

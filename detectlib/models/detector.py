@@ -2,14 +2,18 @@
 
 A checkpoint names its ``kind``; ``load_detector`` looks the kind up in ``DETECTORS`` and lets that class rebuild
 itself. Each kind is a subclass of ``Detector`` that owns everything particular to it: how its model's output
-becomes class scores and p(ai), which module Grad-CAM hooks, what part of an image it sees. So evaluation,
-explanations and widgets treat every detector alike, and a third detector is one new module that registers itself
-(``classifier`` and ``clip_head`` do; importing ``detectlib.models`` imports both).
+becomes class scores and p(ai), which module Grad-CAM hooks, what part of an image it sees, and its checkpoint
+format in both directions: ``checkpoint_meta`` (the description its checkpoints carry, which training recipes
+save), ``from_checkpoint`` (the detector a checkpoint describes) and ``recognise_state_dict`` (its own bare state
+dict, with no description, which ``checkpoints.describe_bare_state_dict`` asks every registered kind about). So
+evaluation, explanations, widgets and checkpoints treat every detector alike, and another detector is one new module
+with one ``@register`` (``classifier``, ``clip_head`` and ``training_free`` are; importing ``detectlib.models``
+imports all three).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +24,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import CLASSES
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import DETECTORS, CheckpointError, load_checkpoint
 
 
 @dataclass
@@ -39,9 +43,23 @@ class Detector:
     meta: dict = field(default_factory=dict)
 
     @classmethod
+    def checkpoint_meta(cls, model: nn.Module | None = None, **settings: Any) -> dict[str, Any]:
+        """What a checkpoint of this kind carries besides its weights, from the trained ``model`` and the run's
+        ``settings``: ``"kind"`` first, then every key ``from_checkpoint`` reads. Pass it to
+        ``checkpoints.save_checkpoint`` with the weights (``save_checkpoint(path, weights, **meta)``)."""
+        raise NotImplementedError(f"{cls.__name__}: kind {cls.kind!r} does not say how to describe its checkpoints")
+
+    @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Detector:
         """The detector a loaded checkpoint of this kind describes."""
         raise NotImplementedError
+
+    @classmethod
+    def recognise_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+        """When a bare state dict (weights saved with no description) is this kind's own, the description its
+        checkpoint would carry, with the defaults of the kind's reference (the weights aside); else None. The
+        default recognises nothing (a kind whose files hold no weights)."""
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -101,11 +119,9 @@ class Detector:
         return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
 
-DETECTORS: dict[str, type[Detector]] = {}
-
-
 def register(cls: type[Detector]) -> type[Detector]:
-    """Class decorator: make a ``Detector`` subclass loadable from checkpoints of its ``kind``."""
+    """Class decorator: make a ``Detector`` subclass loadable from checkpoints of its ``kind`` and asked, after the
+    kinds registered before it, whether a bare state dict is its own (``DETECTORS``, kept in ``checkpoints``)."""
     if not cls.kind or cls.kind in DETECTORS:
         raise ValueError(f"{cls.__name__}: a detector kind needs a name no other kind has, got {cls.kind!r}")
     DETECTORS[cls.kind] = cls

@@ -147,11 +147,10 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def training_free_checkpoint(*, encoder: str | FrozenEncoder, sigma: float, k: int, layer: int | str, seed: int,
-                             threshold: float, scale: float, tuned_on: str = "", sweep: Sequence[Mapping] = (),
-                             config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The dict a training-free detector's file holds (what ``load_checkpoint`` returns for it), checked: a CLIP
-    encoder spec, sigma >= 0, k >= 1, a layer, a finite threshold and a scale > 0."""
+def _settings(*, encoder: str | FrozenEncoder, sigma: float, k: int, layer: int | str, seed: int, threshold: float,
+              scale: float, tuned_on: str = "", sweep: Sequence[Mapping] = (), config: Mapping[str, Any] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """The training-free detector's settings as its file stores them, checked (``training_free_checkpoint``)."""
     spec = encoder if isinstance(encoder, str) else encoder.spec
     if spec.startswith("timm:"):
         clip_encoder(spec)  # the one-line refusal, before anything loads
@@ -160,10 +159,20 @@ def training_free_checkpoint(*, encoder: str | FrozenEncoder, sigma: float, k: i
         from ..config import get_profile
 
         config = {"profile": get_profile().name}
-    return {"format": CHECKPOINT_FORMAT, "kind": TrainingFreeDetector.kind, "classes": list(CLASSES),
-            "encoder": spec, "sigma": sigma, "k": k, "layer": layer, "seed": int(seed), "threshold": threshold,
-            "scale": scale, "tuned_on": str(tuned_on), "sweep": [dict(row) for row in sweep], "config": dict(config),
-            **extra}
+    return {"classes": list(CLASSES), "encoder": spec, "sigma": sigma, "k": k, "layer": layer,
+            "seed": int(seed), "threshold": threshold, "scale": scale, "tuned_on": str(tuned_on),
+            "sweep": [dict(row) for row in sweep], "config": dict(config), **extra}
+
+
+def training_free_checkpoint(*, encoder: str | FrozenEncoder, sigma: float, k: int, layer: int | str, seed: int,
+                             threshold: float, scale: float, tuned_on: str = "", sweep: Sequence[Mapping] = (),
+                             config: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The dict a training-free detector's file holds (what ``load_checkpoint`` returns for it), checked: a CLIP
+    encoder spec, sigma >= 0, k >= 1, a layer, a finite threshold and a scale > 0. The format line, then the kind's
+    own description (``TrainingFreeDetector.checkpoint_meta``)."""
+    return {"format": CHECKPOINT_FORMAT, **TrainingFreeDetector.checkpoint_meta(
+        encoder=encoder, sigma=sigma, k=k, layer=layer, seed=seed, threshold=threshold, scale=scale,
+        tuned_on=tuned_on, sweep=sweep, config=config, **extra)}
 
 
 def save_training_free(path: Path | str, **settings: Any) -> Path:
@@ -190,6 +199,18 @@ class TrainingFreeDetector(Detector):
     p(ai) = sigmoid(z): exactly 0.5 at the threshold, rising with d."""
 
     kind = "training_free"
+
+    @classmethod
+    def checkpoint_meta(cls, model: NoiseSensitivity | None = None, **settings: Any) -> dict[str, Any]:
+        """What the detector's JSON file holds besides its format line (``training_free_checkpoint``): the encoder's
+        spec, ``sigma``, ``k``, ``layer``, ``seed``, ``threshold``, ``scale``, what it was tuned on, the sweep and
+        the config. ``model``, a ``NoiseSensitivity`` (e.g. a loaded detector's), gives the settings it holds;
+        ``settings`` give the rest, or replace them. Nothing to recognise in a bare state dict: the file holds no
+        weights (``recognise_state_dict`` says None), the encoder is named by its spec."""
+        if model is not None:
+            settings = {"encoder": model.encoder, "sigma": model.sigma, "k": model.k, "layer": model.layer,
+                        "seed": model.seed, "threshold": model.threshold, "scale": model.scale} | settings
+        return {"kind": cls.kind, **_settings(**settings)}
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], encoder: FrozenEncoder | None = None) -> TrainingFreeDetector:

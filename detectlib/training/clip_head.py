@@ -196,7 +196,7 @@ def train_clip_head(
 
     from ..files import atomic_write
     from ..models.checkpoints import save_checkpoint
-    from ..models.clip_head import ClipHeadDetector
+    from ..models.clip_head import ClipHeadDetector, FrozenHeadDetector
     from ..models.features import embedding_cache
 
     paths = get_paths(prof)
@@ -226,12 +226,9 @@ def train_clip_head(
               "profile": prof.name, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "seed": seed, "use_cache": use_cache, "limit": limit}
     weights = detector.weights_state_dict()
-    checkpoint = save_checkpoint(
-        out_dir / "clip_head.pth", weights, kind="clip_head", arch=enc.spec, encoder=enc.spec,
-        encoder_description=enc.description, cache_key=enc.cache_key, dim=enc.dim, dropout=dropout,
-        freeze=freeze, classes=list(CLASSES), img_size=enc.input_size, epoch=epochs, metrics=row,
-        history=history.epochs, config=config, score="2*sigmoid(logit)-1 in [-1, 1]; > 0 nature (real)",
-    )
+    meta = FrozenHeadDetector.checkpoint_meta(detector, epoch=epochs, metrics=row, history=history.epochs,
+                                              config=config)
+    checkpoint = save_checkpoint(out_dir / "clip_head.pth", weights, **meta)
     weights_path = atomic_write(out_dir / "modelo_final.pth", lambda tmp: torch.save(weights, tmp))
     return ClipHeadResult(detector, history, row, checkpoint, weights_path, stats)
 

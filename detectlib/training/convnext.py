@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import CLASSES, Profile, get_paths, get_profile, seed_of
 from ..data.datasets import image_datasets
 from ..data.layout import LayoutError, check_layout, list_class_images
-from ..models.classifier import create_timm_model, normalisation_of
+from ..models.classifier import TimmDetector, create_timm_model, normalisation_of
 from ..models.memory import batch_for_gpu, gpu_memory_bytes, training_need
 from ..plots import save_training_curves
 from .distributed import distributed_context
@@ -126,8 +126,8 @@ def train_convnext(
               f"lr {lr:g} -> {out_dir}", flush=True)
     config = {"data_dir": str(data_dir), "profile": prof.name, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "pretrained": bool(pretrained or weights), "seed": seed, "world_size": ctx.world_size}
-    meta = {"kind": "convnext", "arch": model_name, "model_kwargs": dict(model_kwargs), "classes": list(CLASSES),
-            "img_size": img_size, "mean": list(mean), "std": list(std), "input": input, "config": config}
+    meta = TimmDetector.checkpoint_meta(model, arch=model_name, model_kwargs=model_kwargs, img_size=img_size,
+                                        mean=mean, std=std, input=input, config=config)
     history = fit(model, loaders["train"], loaders["val"], epochs=epochs, lr=lr, checkpoint_dir=out_dir,
                   checkpoint_meta=meta, resume=resume, seed=seed, progress=progress)
     if ctx.is_main:

