@@ -72,12 +72,13 @@ def _saved_for_backward(model: nn.Module, inputs: torch.Tensor, amp: bool) -> in
     return sum(saved.values())
 
 
-def _two_batches(model: nn.Module, image_size: int, amp: bool) -> tuple[int, int]:
-    """(fixed, per image) of the saved bytes, from forwards of one and of two images in training mode."""
+def _fixed_and_per_image(model: nn.Module, image_size: int, measure, *, training: bool) -> tuple[int, int]:
+    """(fixed, per image) bytes of ``measure(model, images)`` from batches of one and of two images, with the
+    model in training or eval mode for the measurement and back in its own mode after."""
     was_training = model.training
-    model.train()
+    model.train(training)
     try:
-        one, two = (_saved_for_backward(model, torch.zeros(n, 3, image_size, image_size), amp) for n in (1, 2))
+        one, two = (measure(model, torch.zeros(n, 3, image_size, image_size)) for n in (1, 2))
     finally:
         model.train(was_training)
     return max(0, 2 * one - two), two - one
@@ -89,7 +90,8 @@ def training_need(model: nn.Module, image_size: int, *, amp: bool = True, what: 
     as ``training.loop.autocast_dtype`` trains on a GPU)."""
     trainable = _bytes_of(p for p in model.parameters() if p.requires_grad)
     weights = _bytes_of(model.parameters()) + _bytes_of(model.buffers())
-    fixed, per_image = _two_batches(model, image_size, amp)
+    fixed, per_image = _fixed_and_per_image(model, image_size, lambda m, x: _saved_for_backward(m, x, amp),
+                                            training=True)
     return MemoryNeed(what, weights + 3 * trainable + fixed, per_image)
 
 
@@ -140,13 +142,9 @@ def inference_need(model: nn.Module, image_size: int, *, amp: bool = True, what:
     set of activations alive at once, measured per image from forwards of one and of two images (half precision
     with ``amp``; the fixed part is autocast's half-precision copies of the weights)."""
     weights = _bytes_of(model.parameters()) + _bytes_of(model.buffers())
-    was_training = model.training
-    model.eval()
-    try:
-        one, two = (_inference_peak(model, torch.zeros(n, 3, image_size, image_size), amp) for n in (1, 2))
-    finally:
-        model.train(was_training)
-    return MemoryNeed(what, weights + max(0, 2 * one - two), two - one)
+    fixed, per_image = _fixed_and_per_image(model, image_size, lambda m, x: _inference_peak(m, x, amp),
+                                            training=False)
+    return MemoryNeed(what, weights + fixed, per_image)
 
 
 def gpu_memory_bytes(device: torch.device) -> int:
