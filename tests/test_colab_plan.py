@@ -66,6 +66,8 @@ def test_the_block_says_when_a_cell_failed_or_a_lesson_overflows_colab(smoke_pla
     stopped = full_markdown({**_rehearsal(), "requested": ["notebooks/01_build_dataset.ipynb",
                                                            "notebooks/05_generalisation.ipynb"]}, smoke_plan)
     assert "not reached when this record was taken: `05_generalisation.ipynb`" in stopped
+    assert "| `03_train_clip_head.ipynb` | 20, still running when recorded |" in stopped
+    assert "still running" not in text
     assert "`make test-full` of commit `abc1234+changes`" in full_markdown({**_rehearsal(), "commit": "abc1234+changes"},
                                                                          smoke_plan)
     assert "| `03_train_clip_head.ipynb` | 18 (2 failed) | 62 min | 14.0 GB | **no** |" in text

@@ -98,10 +98,13 @@ def full_markdown(rehearsal: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
              f"fit the free runtime's {plan['ram_bytes'] / GB:.1f} GB of RAM less {plan['ram_reserved_bytes'] / GB:.1f}"
              f" GB for its own services and data workers ({ram_budget:.1f} GB).", "",
              "| notebook | cells | time here | peak RAM | fits Colab's RAM |", "| --- | --- | --- | --- | --- |"]
+    # notebooks run in order: when some were not reached, the last one recorded was still running
+    running = list(notebooks)[-1] if any(n not in notebooks for n in rehearsal.get("requested", ())) else None
     for name, entry in notebooks.items():
         peak = entry["peak_rss_mb"]
         fits = fits_colab_ram(peak)
-        cells = f"{entry['cells_passed']}" + (f" ({entry['cells_failed']} failed)" if entry["cells_failed"] else "")
+        cells = (f"{entry['cells_passed']}" + (f" ({entry['cells_failed']} failed)" if entry["cells_failed"] else "")
+                 + (", still running when recorded" if name == running else ""))
         lines.append(f"| `{name.removeprefix('notebooks/')}` | {cells} | {_minutes(entry['seconds'])} | "
                      f"{'-' if peak is None else f'{peak / 1e3:.1f} GB'} | "
                      f"{'-' if fits is None else ('yes' if fits else '**no**')} |")
